@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine: a project-local Python with the CPU PyTorch wheel (our
+# libtorch, and the reference the tests compare against), then the npm install that builds the
+# native addon and the TypeScript. Safe to run again: finished steps are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON_BIN=${PYTHON_BIN:-python3}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+PY_PACKAGES=(transformers==5.18.0 safetensors sentencepiece numpy)
+
+if [ -z "${LIBTORCH:-}" ]; then
+  if [ ! -x .venv/bin/python3 ]; then
+    echo "setup: creating .venv (Python for libtorch and the reference checks)"
+    "$PYTHON_BIN" -m venv .venv
+  fi
+  if ! .venv/bin/python3 -c 'import torch, transformers, safetensors, sentencepiece' 2>/dev/null; then
+    echo "setup: installing $TORCH_SPEC ${PY_PACKAGES[*]} into .venv"
+    # PIP_INDEX_URL (and other pip settings) from the environment are honoured.
+    .venv/bin/pip install --disable-pip-version-check -q "$TORCH_SPEC" "${PY_PACKAGES[@]}"
+  fi
+  echo "setup: torch $(.venv/bin/python3 -c 'import torch; print(torch.__version__)')"
+fi
+
+if ! command -v spm_train >/dev/null 2>&1 || [ ! -e /usr/include/gloo/config.h ] || [ ! -e /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages (sentencepiece tools, gloo headers, tcmalloc)"
+    apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sentencepiece libgloo-dev libtcmalloc-minimal4 >/dev/null
+  else
+    echo "setup: optional system packages missing (sentencepiece, libgloo-dev, libtcmalloc-minimal4); install them with your package manager"
+  fi
+fi
+
+if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+npm run build
+echo "setup: done"

@@ -1,0 +1,73 @@
+// Loads the compiled addon (build/Release, or a prebuild) and types its raw surface. Only
+// src/tensor/ talks to this object; everything above uses the typed Tensor API.
+import * as path from 'path';
+import * as fs from 'fs';
+
+export interface NativeAddon {
+  dispose(handle: number): void;
+  liveTensorCount(): number;
+  fromBuffer(bytes: ArrayBufferView, dtype: number, shape: number[], device?: string): number;
+  toBuffer(handle: number): ArrayBuffer;
+  shape(handle: number): number[];
+  strides(handle: number): number[];
+  dtype(handle: number): number;
+  device(handle: number): string;
+  item(handle: number): number | boolean;
+  isContiguous(handle: number): boolean;
+  requiresGrad(handle: number): boolean;
+  setRequiresGrad(handle: number, value: boolean): void;
+  isLeaf(handle: number): boolean;
+  grad(handle: number): number;
+  setGrad(handle: number, grad: number): void;
+  backward(outputs: number[], grads: (number | null)[] | null, retainGraph: boolean, createGraph: boolean): void;
+  autogradGrad(outputs: number[], inputs: number[], gradOutputs: (number | null)[] | null,
+    retainGraph: boolean, createGraph: boolean, allowUnused: boolean): number[];
+  isGradEnabled(): boolean;
+  setGradEnabled(enabled: boolean): void;
+  manualSeed(seed: number | bigint): void;
+  newGenerator(device: string, seed: number | bigint): number;
+  generatorSeed(handle: number, seed?: number | bigint): bigint | undefined;
+  generatorState(handle: number, state?: number): number | undefined;
+  disposeGenerator(handle: number): void;
+  setNumThreads(threads: number): void;
+  getNumThreads(): number;
+  deviceCount(): number;
+  synchronize(device?: number): void;
+  autocastState(device: 'cpu' | 'cuda'): [boolean, number];
+  autocastEnter(device: 'cpu' | 'cuda', enabled: boolean, dtype: number): void;
+  autocastExit(device: 'cpu' | 'cuda', enabled: boolean, dtype: number): void;
+  findOp(name: string, overload?: string): number;
+  opSchema(op: number): string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  callOp(op: number, ...args: any[]): any;
+  saveTensors(path: string, names: string[], handles: number[]): void;
+  loadTensors(path: string): [string[], number[]];
+  builtWithCuda: boolean;
+  torchVersion: string;
+}
+
+function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const manifest = path.join(dir, 'package.json');
+    if (fs.existsSync(manifest) && JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'camemberta') return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`camemberta: cannot find the package root above ${__dirname}`);
+    dir = parent;
+  }
+}
+
+function load(): NativeAddon {
+  const root = packageRoot();
+  try {
+    // node-gyp-build looks in build/Release, then prebuilds/<platform>-<arch>/.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('node-gyp-build')(root) as NativeAddon;
+  } catch (error) {
+    const message = (error as Error).message;
+    throw new Error(`camemberta: the native addon could not be loaded (${message}).\n` +
+      'Build it with `npm run build:native` (it needs libtorch: see README, "How libtorch is found").');
+  }
+}
+
+export const native: NativeAddon = load();
