@@ -1,0 +1,2 @@
+// The package root: `import { randn, tidy } from 'camemberta'`.
+export * from './tensor';

@@ -1,0 +1,470 @@
+// Free functions of the tensor API: factories (torch.zeros ...), torch.nn.functional ops,
+// multi-tensor (_foreach_) and AMP kernels, autograd and runtime settings.
+import { native } from './native';
+import { aten, callOp, Reduction, ReductionName } from './ops';
+import { DType, FloatDType, IndexDType, dtypeCode, dtypeOfTypedArray, itemSize } from './dtype';
+import { Device, Generator, Tensor, wrap, optionalDtype } from './tensor';
+
+export interface FactoryOptions<D extends DType = DType> {
+  dtype?: D;
+  device?: Device | string;
+  requiresGrad?: boolean;
+}
+
+const op = {
+  zeros: aten('zeros'), ones: aten('ones'), full: aten('full'), empty: aten('empty.memory_format'),
+  arange: aten('arange.start_step'), linspace: aten('linspace'),
+  rand: aten('rand.generator'), randn: aten('randn.generator'), randint: aten('randint.low_generator'),
+  bernoulli: aten('bernoulli'), bernoulliP: aten('bernoulli.p'),
+  zerosLike: aten('zeros_like'), onesLike: aten('ones_like'), fullLike: aten('full_like'),
+  emptyLike: aten('empty_like'), randLike: aten('rand_like'), randnLike: aten('randn_like'),
+  cat: aten('cat'), stack: aten('stack'), einsum: aten('einsum'),
+  where: aten('where.self'), whereScalarOther: aten('where.ScalarOther'), whereScalarSelf: aten('where.ScalarSelf'),
+  whereScalars: aten('where.Scalar'),
+  linear: aten('linear'), layerNorm: aten('layer_norm'), dropout: aten('dropout'), nativeDropout: aten('native_dropout'),
+  embedding: aten('embedding'), conv1d: aten('conv1d'),
+  crossEntropy: aten('cross_entropy_loss'), bceWithLogits: aten('binary_cross_entropy_with_logits'),
+  sdpa: aten('scaled_dot_product_attention'),
+  foreachAddScalar_: aten('_foreach_add_.Scalar'), foreachAddList_: aten('_foreach_add_.List'),
+  foreachMulScalar_: aten('_foreach_mul_.Scalar'), foreachMulList_: aten('_foreach_mul_.List'),
+  foreachMulTensor_: aten('_foreach_mul_.Tensor'),
+  foreachDivScalar_: aten('_foreach_div_.Scalar'), foreachDivList_: aten('_foreach_div_.List'),
+  foreachAddcmul_: aten('_foreach_addcmul_.Scalar'), foreachAddcdiv_: aten('_foreach_addcdiv_.Scalar'),
+  foreachLerp_: aten('_foreach_lerp_.Scalar'), foreachSqrt: aten('_foreach_sqrt'), foreachSqrt_: aten('_foreach_sqrt_'),
+  foreachNorm: aten('_foreach_norm.Scalar'), foreachZero_: aten('_foreach_zero_'), foreachCopy_: aten('_foreach_copy_'),
+  foreachAddScalarList_: aten('_foreach_add_.ScalarList'), foreachMulScalarList_: aten('_foreach_mul_.ScalarList'),
+  ampUnscale_: aten('_amp_foreach_non_finite_check_and_unscale_'), ampUpdateScale_: aten('_amp_update_scale_'),
+};
+
+function handles(tensors: readonly Tensor[]): number[] {
+  return tensors.map((t) => t.handle);
+}
+
+function finish<D extends DType>(tensor: Tensor<D>, options: FactoryOptions<DType>): Tensor<D> {
+  if (options.requiresGrad) tensor.requiresGrad = true;
+  return tensor;
+}
+
+function checkDevice(device: string | undefined): string | null {
+  if (device === undefined) return null;
+  if (device.startsWith('cuda') && !native.builtWithCuda) {
+    throw new Error(`camemberta was built without CUDA: device '${device}' is unavailable. ` +
+      'Rebuild against a CUDA libtorch (see README, "CPU and CUDA builds").');
+  }
+  return device;
+}
+
+// Factories: float32 unless a dtype is given (as torch.get_default_dtype()).
+
+export function zeros<D extends DType = 'float32'>(shape: readonly number[], options: FactoryOptions<D> = {}): Tensor<D> {
+  return finish(wrap(callOp(op.zeros, shape, optionalDtype(options.dtype), null, checkDevice(options.device), null)), options);
+}
+
+export function ones<D extends DType = 'float32'>(shape: readonly number[], options: FactoryOptions<D> = {}): Tensor<D> {
+  return finish(wrap(callOp(op.ones, shape, optionalDtype(options.dtype), null, checkDevice(options.device), null)), options);
+}
+
+export function full<D extends DType = 'float32'>(shape: readonly number[], value: number, options: FactoryOptions<D> = {}): Tensor<D> {
+  return finish(wrap(callOp(op.full, shape, value, dtypeCode(options.dtype ?? 'float32'), null, checkDevice(options.device), null)), options);
+}
+
+/** Uninitialised memory: fill it before reading. */
+export function empty<D extends DType = 'float32'>(shape: readonly number[], options: FactoryOptions<D> = {}): Tensor<D> {
+  return finish(wrap(callOp(op.empty, shape, optionalDtype(options.dtype), null, checkDevice(options.device), null, null)), options);
+}
+
+/** [start, end) by step; integer arguments give int64 as in PyTorch unless a dtype is given. */
+export function arange<D extends DType = 'int64'>(start: number, end?: number, step = 1, options: FactoryOptions<D> = {}): Tensor<D> {
+  const [from, to] = end === undefined ? [0, start] : [start, end];
+  const integral = Number.isInteger(from) && Number.isInteger(to) && Number.isInteger(step);
+  const dtype = options.dtype ?? (integral ? 'int64' : 'float32');
+  return finish(wrap(callOp(op.arange, from, to, step, dtypeCode(dtype), null, checkDevice(options.device), null)), options);
+}
+
+export function linspace<D extends DType = 'float32'>(start: number, end: number, steps: number, options: FactoryOptions<D> = {}): Tensor<D> {
+  return finish(wrap(callOp(op.linspace, start, end, steps, optionalDtype(options.dtype), null, checkDevice(options.device), null)), options);
+}
+
+export interface RandomOptions<D extends DType = DType> extends FactoryOptions<D> {
+  generator?: Generator;
+}
+
+/** Uniform on [0, 1). */
+export function rand<D extends FloatDType = 'float32'>(shape: readonly number[], options: RandomOptions<D> = {}): Tensor<D> {
+  return finish(wrap(callOp(op.rand, shape, options.generator?.handle ?? null, optionalDtype(options.dtype), null,
+    checkDevice(options.device), null)), options);
+}
+
+/** Standard normal. */
+export function randn<D extends FloatDType = 'float32'>(shape: readonly number[], options: RandomOptions<D> = {}): Tensor<D> {
+  return finish(wrap(callOp(op.randn, shape, options.generator?.handle ?? null, optionalDtype(options.dtype), null,
+    checkDevice(options.device), null)), options);
+}
+
+/** Integers uniform on [low, high), int64 by default. */
+export function randint<D extends DType = 'int64'>(low: number, high: number, shape: readonly number[], options: RandomOptions<D> = {}): Tensor<D> {
+  return wrap(callOp(op.randint, low, high, shape, options.generator?.handle ?? null, dtypeCode(options.dtype ?? 'int64'), null,
+    checkDevice(options.device), null));
+}
+
+/** Draws 0/1 with the probabilities in `probabilities` (or a fixed p). */
+export function bernoulli<D extends DType>(probabilities: Tensor<D>, p?: number, generator?: Generator): Tensor<D> {
+  return wrap(p === undefined ? callOp(op.bernoulli, probabilities.handle, generator?.handle ?? null)
+    : callOp(op.bernoulliP, probabilities.handle, p, generator?.handle ?? null));
+}
+
+export function zerosLike<D extends DType>(like: Tensor<D>, options: FactoryOptions = {}): Tensor<D> {
+  return wrap(callOp(op.zerosLike, like.handle, optionalDtype(options.dtype), null, checkDevice(options.device), null, null));
+}
+
+export function onesLike<D extends DType>(like: Tensor<D>, options: FactoryOptions = {}): Tensor<D> {
+  return wrap(callOp(op.onesLike, like.handle, optionalDtype(options.dtype), null, checkDevice(options.device), null, null));
+}
+
+export function fullLike<D extends DType>(like: Tensor<D>, value: number, options: FactoryOptions = {}): Tensor<D> {
+  return wrap(callOp(op.fullLike, like.handle, value, optionalDtype(options.dtype), null, checkDevice(options.device), null, null));
+}
+
+export function emptyLike<D extends DType>(like: Tensor<D>, options: FactoryOptions = {}): Tensor<D> {
+  return wrap(callOp(op.emptyLike, like.handle, optionalDtype(options.dtype), null, checkDevice(options.device), null, null));
+}
+
+export function randLike<D extends DType>(like: Tensor<D>, options: FactoryOptions = {}): Tensor<D> {
+  return wrap(callOp(op.randLike, like.handle, optionalDtype(options.dtype), null, checkDevice(options.device), null, null));
+}
+
+export function randnLike<D extends DType>(like: Tensor<D>, options: FactoryOptions = {}): Tensor<D> {
+  return wrap(callOp(op.randnLike, like.handle, optionalDtype(options.dtype), null, checkDevice(options.device), null, null));
+}
+
+type NestedNumbers = number | boolean | bigint | NestedNumbers[];
+
+function flattenNested(data: NestedNumbers, shape: number[], depth: number, out: (number | boolean | bigint)[]): void {
+  if (Array.isArray(data)) {
+    if (shape.length === depth) shape.push(data.length);
+    else if (shape[depth] !== data.length) {
+      throw new TypeError(`tensor(): ragged nested array (length ${data.length} where ${shape[depth]} was expected at depth ${depth})`);
+    }
+    for (const item of data) flattenNested(item, shape, depth + 1, out);
+    return;
+  }
+  if (depth !== shape.length) throw new TypeError('tensor(): ragged nested array (a number where an array was expected)');
+  out.push(data);
+}
+
+/** Bytes of `values` (numbers, booleans or bigints) as the elements of dtype. */
+function encode(values: readonly (number | boolean | bigint)[], dtype: DType): ArrayBufferView {
+  const numbers = () => values.map((v) => Number(v));
+  switch (dtype) {
+    case 'float32': return Float32Array.from(numbers());
+    case 'float64': return Float64Array.from(numbers());
+    case 'int64': return BigInt64Array.from(values.map((v) => BigInt(typeof v === 'bigint' ? v : Math.trunc(Number(v)))));
+    case 'int32': return Int32Array.from(numbers());
+    case 'int16': return Int16Array.from(numbers());
+    case 'int8': return Int8Array.from(numbers());
+    case 'uint8':
+    case 'bool': return Uint8Array.from(numbers().map((v) => (dtype === 'bool' ? (v ? 1 : 0) : v)));
+    default: return Float32Array.from(numbers());
+  }
+}
+
+/**
+ * A tensor from nested arrays or a typed array. Numbers default to float32 (JavaScript cannot
+ * tell 1 from 1.0), booleans to bool, bigints to int64; typed arrays keep their element type.
+ */
+export function tensor<D extends DType = DType>(data: NestedNumbers | ArrayBufferView, options: FactoryOptions<D> & { shape?: readonly number[] } = {}): Tensor<D> {
+  let dtype: DType;
+  let bytes: ArrayBufferView;
+  let shape: number[];
+  if (ArrayBuffer.isView(data)) {
+    const natural = dtypeOfTypedArray(data);
+    dtype = options.dtype ?? natural;
+    const length = data.byteLength / itemSize(natural);
+    shape = options.shape ? [...options.shape] : [length];
+    if (dtype === natural || (natural === 'uint8' && dtype === 'bool')) {
+      bytes = data;
+    } else if (itemSize(dtype) === itemSize(natural) && (dtype === 'float16' || dtype === 'bfloat16') && data instanceof Uint16Array) {
+      bytes = data;
+    } else {
+      const created = tensor(data, { shape }) as Tensor;
+      try {
+        return finish(created.to(dtype) as Tensor<D>, options);
+      } finally {
+        created.dispose();
+      }
+    }
+  } else {
+    const values: (number | boolean | bigint)[] = [];
+    shape = [];
+    flattenNested(data, shape, 0, values);
+    const first = values[0];
+    dtype = options.dtype ?? (typeof first === 'boolean' ? 'bool' : typeof first === 'bigint' ? 'int64' : 'float32');
+    if (dtype === 'float16' || dtype === 'bfloat16') {
+      const created = tensor(Float32Array.from(values.map(Number)), { shape }) as Tensor;
+      try {
+        return finish(created.to(dtype) as Tensor<D>, options);
+      } finally {
+        created.dispose();
+      }
+    }
+    bytes = encode(values, dtype);
+    if (options.shape) shape = [...options.shape];
+  }
+  const handle = native.fromBuffer(bytes, dtypeCode(dtype), shape, checkDevice(options.device) ?? undefined);
+  return finish(wrap(handle), options);
+}
+
+export function cat<D extends DType>(tensors: readonly Tensor<D>[], dim = 0): Tensor<D> {
+  return wrap(callOp(op.cat, handles(tensors), dim));
+}
+
+export function stack<D extends DType>(tensors: readonly Tensor<D>[], dim = 0): Tensor<D> {
+  return wrap(callOp(op.stack, handles(tensors), dim));
+}
+
+export function einsum(equation: string, ...tensors: Tensor[]): Tensor {
+  return wrap(callOp(op.einsum, equation, handles(tensors), null));
+}
+
+/** condition ? a : b, elementwise with broadcasting. */
+export function where<D extends DType>(condition: Tensor<'bool'>, a: Tensor<D> | number, b: Tensor<D> | number): Tensor<D> {
+  if (typeof a === 'number' && typeof b === 'number') return wrap(callOp(op.whereScalars, condition.handle, a, b));
+  if (typeof a === 'number') return wrap(callOp(op.whereScalarSelf, condition.handle, a, (b as Tensor).handle));
+  if (typeof b === 'number') return wrap(callOp(op.whereScalarOther, condition.handle, a.handle, b));
+  return wrap(callOp(op.where, condition.handle, a.handle, b.handle));
+}
+
+// ---- torch.nn.functional ------------------------------------------------------------------
+
+/** x W^T + b */
+export function linear<D extends DType>(input: Tensor<D>, weight: Tensor, bias?: Tensor | null): Tensor<D> {
+  return wrap(callOp(op.linear, input.handle, weight.handle, bias ? bias.handle : null));
+}
+
+export function layerNorm<D extends DType>(input: Tensor<D>, normalizedShape: readonly number[], weight?: Tensor | null,
+  bias?: Tensor | null, eps = 1e-5): Tensor<D> {
+  return wrap(callOp(op.layerNorm, input.handle, normalizedShape, weight ? weight.handle : null, bias ? bias.handle : null, eps, true));
+}
+
+/** Inverted dropout: zeroes with probability p and scales the rest by 1/(1-p) when training. */
+export function dropout<D extends DType>(input: Tensor<D>, p: number, training: boolean): Tensor<D> {
+  if (!training || p === 0) return wrap(callOp(op.dropout, input.handle, 0, false));
+  return wrap(callOp(op.dropout, input.handle, p, true));
+}
+
+export function embedding(weight: Tensor, indices: Tensor<IndexDType>, paddingIdx = -1): Tensor {
+  return wrap(callOp(op.embedding, weight.handle, indices.handle, paddingIdx, false, false));
+}
+
+export function conv1d<D extends DType>(input: Tensor<D>, weight: Tensor, bias?: Tensor | null,
+  options: { stride?: number; padding?: number; dilation?: number; groups?: number } = {}): Tensor<D> {
+  return wrap(callOp(op.conv1d, input.handle, weight.handle, bias ? bias.handle : null, options.stride ?? 1,
+    options.padding ?? 0, options.dilation ?? 1, options.groups ?? 1));
+}
+
+export interface CrossEntropyOptions {
+  ignoreIndex?: number;
+  reduction?: ReductionName;
+  labelSmoothing?: number;
+  weight?: Tensor;
+}
+
+/** Cross-entropy of logits [N, C] (or [N, C, ...]) against class indices. */
+export function crossEntropy(logits: Tensor, target: Tensor<IndexDType>, options: CrossEntropyOptions = {}): Tensor {
+  return wrap(callOp(op.crossEntropy, logits.handle, target.handle, options.weight?.handle ?? null,
+    Reduction[options.reduction ?? 'mean'], options.ignoreIndex ?? -100, options.labelSmoothing ?? 0));
+}
+
+export function binaryCrossEntropyWithLogits(logits: Tensor, target: Tensor,
+  options: { weight?: Tensor; posWeight?: Tensor; reduction?: ReductionName } = {}): Tensor {
+  return wrap(callOp(op.bceWithLogits, logits.handle, target.handle, options.weight?.handle ?? null,
+    options.posWeight?.handle ?? null, Reduction[options.reduction ?? 'mean']));
+}
+
+/** softmax(Q K^T * scale + mask) V, with an additive float mask (or a bool mask: true keeps). */
+export function scaledDotProductAttention<D extends DType>(query: Tensor<D>, key: Tensor, value: Tensor,
+  options: { mask?: Tensor | null; dropoutP?: number; isCausal?: boolean; scale?: number } = {}): Tensor<D> {
+  return wrap(callOp(op.sdpa, query.handle, key.handle, value.handle, options.mask ? options.mask.handle : null,
+    options.dropoutP ?? 0, options.isCausal ?? false, options.scale ?? null, false));
+}
+
+export function oneHot(indices: Tensor<IndexDType>, numClasses = -1): Tensor<'int64'> {
+  return indices.oneHot(numClasses);
+}
+
+export function softmax(input: Tensor, dim: number, dtype?: DType): Tensor {
+  return input.softmax(dim, dtype);
+}
+
+export function logSoftmax(input: Tensor, dim: number, dtype?: DType): Tensor {
+  return input.logSoftmax(dim, dtype);
+}
+
+export function gelu<D extends DType>(input: Tensor<D>, approximate: 'none' | 'tanh' = 'none'): Tensor<D> {
+  return input.gelu(approximate);
+}
+
+// ---- multi-tensor kernels (torch._foreach_*), one dispatcher call for a whole list ---------
+
+export const foreach = {
+  /** tensors[i] += other (a number, or other[i]) * alpha */
+  add_(tensors: readonly Tensor[], other: number | readonly Tensor[] | readonly number[], alpha = 1): void {
+    if (typeof other === 'number') callOp(op.foreachAddScalar_, handles(tensors), other);
+    else if (typeof other[0] === 'number') callOp(op.foreachAddScalarList_, handles(tensors), other as number[]);
+    else callOp(op.foreachAddList_, handles(tensors), handles(other as Tensor[]), alpha);
+  },
+  /** tensors[i] *= other (a number, one scalar tensor, a list of numbers, or other[i]) */
+  mul_(tensors: readonly Tensor[], other: number | Tensor | readonly Tensor[] | readonly number[]): void {
+    if (typeof other === 'number') callOp(op.foreachMulScalar_, handles(tensors), other);
+    else if (other instanceof Tensor) callOp(op.foreachMulTensor_, handles(tensors), other.handle);
+    else if (typeof other[0] === 'number') callOp(op.foreachMulScalarList_, handles(tensors), other as number[]);
+    else callOp(op.foreachMulList_, handles(tensors), handles(other as Tensor[]));
+  },
+  div_(tensors: readonly Tensor[], other: number | readonly Tensor[]): void {
+    if (typeof other === 'number') callOp(op.foreachDivScalar_, handles(tensors), other);
+    else callOp(op.foreachDivList_, handles(tensors), handles(other));
+  },
+  /** tensors[i] += value * a[i] * b[i] */
+  addcmul_(tensors: readonly Tensor[], a: readonly Tensor[], b: readonly Tensor[], value = 1): void {
+    callOp(op.foreachAddcmul_, handles(tensors), handles(a), handles(b), value);
+  },
+  /** tensors[i] += value * a[i] / b[i] */
+  addcdiv_(tensors: readonly Tensor[], a: readonly Tensor[], b: readonly Tensor[], value = 1): void {
+    callOp(op.foreachAddcdiv_, handles(tensors), handles(a), handles(b), value);
+  },
+  /** tensors[i] += weight * (ends[i] - tensors[i]) */
+  lerp_(tensors: readonly Tensor[], ends: readonly Tensor[], weight: number): void {
+    callOp(op.foreachLerp_, handles(tensors), handles(ends), weight);
+  },
+  sqrt(tensors: readonly Tensor[]): Tensor[] {
+    return (callOp(op.foreachSqrt, handles(tensors)) as number[]).map((h) => wrap(h));
+  },
+  sqrt_(tensors: readonly Tensor[]): void {
+    callOp(op.foreachSqrt_, handles(tensors));
+  },
+  /** The p-norm of each tensor, as a list of scalar tensors. */
+  norm(tensors: readonly Tensor[], p = 2, dtype?: DType): Tensor[] {
+    return (callOp(op.foreachNorm, handles(tensors), p, optionalDtype(dtype)) as number[]).map((h) => wrap(h));
+  },
+  zero_(tensors: readonly Tensor[]): void {
+    callOp(op.foreachZero_, handles(tensors));
+  },
+  copy_(tensors: readonly Tensor[], sources: readonly Tensor[]): void {
+    callOp(op.foreachCopy_, handles(tensors), handles(sources), false);
+  },
+};
+
+// ---- AMP kernels the dynamic loss scaler needs --------------------------------------------
+
+/** grads[i] *= invScale; foundInf becomes 1 if any gradient holds an inf or NaN. */
+export function ampForeachNonFiniteCheckAndUnscale_(grads: readonly Tensor[], foundInf: Tensor, invScale: Tensor): void {
+  callOp(op.ampUnscale_, handles(grads), foundInf.handle, invScale.handle);
+}
+
+/** Updates the loss scale in place: back off on overflow, grow after growthInterval clean steps. */
+export function ampUpdateScale_(scale: Tensor, growthTracker: Tensor, foundInf: Tensor,
+  growthFactor: number, backoffFactor: number, growthInterval: number): void {
+  callOp(op.ampUpdateScale_, scale.handle, growthTracker.handle, foundInf.handle, growthFactor, backoffFactor, growthInterval);
+}
+
+// ---- autograd -----------------------------------------------------------------------------
+
+/** Gradients of outputs with respect to inputs, without touching .grad (torch.autograd.grad). */
+export function grad(outputs: Tensor | readonly Tensor[], inputs: readonly Tensor[],
+  options: { gradOutputs?: readonly (Tensor | null)[]; retainGraph?: boolean; createGraph?: boolean; allowUnused?: boolean } = {}): (Tensor | null)[] {
+  const outs = outputs instanceof Tensor ? [outputs] : outputs;
+  const result = native.autogradGrad(handles(outs), handles(inputs),
+    options.gradOutputs ? options.gradOutputs.map((t) => (t ? t.handle : null)) : null,
+    options.retainGraph ?? false, options.createGraph ?? false, options.allowUnused ?? false);
+  return result.map((h) => (h < 0 ? null : wrap(h)));
+}
+
+/** Backward through several outputs at once (torch.autograd.backward). */
+export function backward(outputs: readonly Tensor[], gradOutputs?: readonly (Tensor | null)[], options: { retainGraph?: boolean } = {}): void {
+  native.backward(handles(outputs), gradOutputs ? gradOutputs.map((t) => (t ? t.handle : null)) : null, options.retainGraph ?? false, false);
+}
+
+function withGradMode<T>(enabled: boolean, fn: () => T): T {
+  const previous = native.isGradEnabled();
+  native.setGradEnabled(enabled);
+  try {
+    return fn();
+  } finally {
+    native.setGradEnabled(previous);
+  }
+}
+
+/** Runs fn without recording autograd history (torch.no_grad). */
+export function noGrad<T>(fn: () => T): T {
+  return withGradMode(false, fn);
+}
+
+/** Runs fn with autograd recording on, inside a noGrad region too (torch.enable_grad). */
+export function enableGrad<T>(fn: () => T): T {
+  return withGradMode(true, fn);
+}
+
+export function isGradEnabled(): boolean {
+  return native.isGradEnabled();
+}
+
+// ---- autocast -----------------------------------------------------------------------------
+
+export interface AutocastOptions {
+  device: 'cpu' | 'cuda';
+  /** bfloat16 (CPU and CUDA) or float16 (CUDA). */
+  dtype?: 'bfloat16' | 'float16';
+  enabled?: boolean;
+}
+
+/** Runs fn with mixed precision (torch.autocast); the previous state comes back on exit or exception. */
+export function autocast<T>(options: AutocastOptions, fn: () => T): T {
+  const device = options.device;
+  const dtype = options.dtype ?? (device === 'cpu' ? 'bfloat16' : 'float16');
+  if (device === 'cuda' && !native.builtWithCuda) {
+    throw new Error("autocast({ device: 'cuda' }): camemberta was built without CUDA");
+  }
+  if (device === 'cpu' && dtype === 'float16') {
+    throw new Error("autocast on CPU supports bfloat16 only; use dtype: 'bfloat16'");
+  }
+  const [wasEnabled, previousDtype] = native.autocastState(device);
+  native.autocastEnter(device, options.enabled ?? true, dtypeCode(dtype));
+  try {
+    return fn();
+  } finally {
+    native.autocastExit(device, wasEnabled, previousDtype);
+  }
+}
+
+// ---- runtime ------------------------------------------------------------------------------
+
+/** Seeds the default generators of the CPU and of every CUDA device. */
+export function manualSeed(seed: number | bigint): void {
+  native.manualSeed(seed);
+}
+
+export function setNumThreads(threads: number): void {
+  native.setNumThreads(threads);
+}
+
+export function getNumThreads(): number {
+  return native.getNumThreads();
+}
+
+/** Whether a CUDA device can be used now (a CUDA build and at least one GPU). */
+export function cudaAvailable(): boolean {
+  return native.builtWithCuda && native.deviceCount() > 0;
+}
+
+export function deviceCount(): number {
+  return native.deviceCount();
+}
+
+/** Waits for all queued work on the CUDA device (all devices when none is given). */
+export function synchronize(device?: number): void {
+  if (!native.builtWithCuda) throw new Error('synchronize(): camemberta was built without CUDA');
+  native.synchronize(device);
+}
+
+export const builtWithCuda: boolean = native.builtWithCuda;
+export const torchVersion: string = native.torchVersion;
