@@ -56,6 +56,8 @@ export function itemSize(dtype: DType): number {
 
 /** The JavaScript array type holding a dtype's elements; half types come back as raw 16-bit words. */
 export type TypedArrayFor<D extends DType> =
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  0 extends (1 & D) ? any : // a tensor of statically unknown dtype
   D extends 'float32' ? Float32Array :
   D extends 'float64' ? Float64Array :
   D extends 'int64' ? BigInt64Array :

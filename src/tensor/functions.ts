@@ -172,7 +172,8 @@ function encode(values: readonly (number | boolean | bigint)[], dtype: DType): A
  * A tensor from nested arrays or a typed array. Numbers default to float32 (JavaScript cannot
  * tell 1 from 1.0), booleans to bool, bigints to int64; typed arrays keep their element type.
  */
-export function tensor<D extends DType = DType>(data: NestedNumbers | ArrayBufferView, options: FactoryOptions<D> & { shape?: readonly number[] } = {}): Tensor<D> {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function tensor<D extends DType = any>(data: NestedNumbers | ArrayBufferView, options: FactoryOptions<D> & { shape?: readonly number[] } = {}): Tensor<D> {
   let dtype: DType;
   let bytes: ArrayBufferView;
   let shape: number[];

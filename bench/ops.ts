@@ -1,0 +1,85 @@
+// npm run bench:ops — per-call overhead of a small op from Node, and a 1024x1024 float32 matmul
+// timed from Node and from Python torch in the same run (the ratio is the figure that matters:
+// both sides call the same libtorch kernels).
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+import * as fs from 'fs';
+import { randn, zeros, tidy, setNumThreads, getNumThreads, liveTensorCount, torchVersion } from '../src';
+
+function pythonExecutable(): string {
+  if (process.env.PYTHON) return process.env.PYTHON;
+  const venv = path.resolve(__dirname, '..', '..', '..', '.venv', 'bin', 'python3');
+  return fs.existsSync(venv) ? venv : 'python3';
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+const threads = Number(process.env.BENCH_THREADS ?? getNumThreads());
+setNumThreads(threads);
+
+// 1. Overhead: a 1-element add returning a new tensor, disposed explicitly each time.
+const small = zeros([1]);
+const overheadRuns: number[] = [];
+for (let round = 0; round < 7; round++) {
+  const calls = 100_000;
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < calls; i++) small.add(1).dispose();
+  overheadRuns.push(Number(process.hrtime.bigint() - start) / 1000 / calls);
+}
+const overheadUs = median(overheadRuns.slice(1));
+
+// Same op under tidy() scopes of 100 ops each, the way model code runs.
+const tidyRuns: number[] = [];
+for (let round = 0; round < 7; round++) {
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < 1000; i++) tidy(() => { for (let j = 0; j < 100; j++) small.add(1); });
+  tidyRuns.push(Number(process.hrtime.bigint() - start) / 1000 / 100_000);
+}
+const tidyUs = median(tidyRuns.slice(1));
+
+// 2. 1024x1024 float32 matmul.
+const a = randn([1024, 1024]);
+const b = randn([1024, 1024]);
+for (let i = 0; i < 5; i++) a.matmul(b).dispose();
+const matmulRuns: number[] = [];
+for (let round = 0; round < 30; round++) {
+  const start = process.hrtime.bigint();
+  a.matmul(b).dispose();
+  matmulRuns.push(Number(process.hrtime.bigint() - start) / 1e6);
+}
+const nodeMatmulMs = median(matmulRuns);
+
+const python = spawnSync(pythonExecutable(), ['-c', `
+import time, torch, statistics
+torch.set_num_threads(${threads})
+x = torch.zeros(1)
+def overhead():
+    start = time.perf_counter_ns()
+    for _ in range(100000):
+        x.add(1)
+    return (time.perf_counter_ns() - start) / 1000 / 100000
+ov = statistics.median([overhead() for _ in range(7)][1:])
+a = torch.randn(1024, 1024); b = torch.randn(1024, 1024)
+for _ in range(5): a @ b
+runs = []
+for _ in range(30):
+    start = time.perf_counter_ns(); a @ b; runs.append((time.perf_counter_ns() - start) / 1e6)
+print(ov, statistics.median(runs), torch.__version__)
+`], { encoding: 'utf8' });
+if (python.status !== 0) {
+  console.error(`python reference failed (${pythonExecutable()}):\n${python.stderr}`);
+  process.exit(1);
+}
+const [pythonOverheadUs, pythonMatmulMs, pythonTorch] = python.stdout.trim().split(/\s+/);
+
+console.log(`bench:ops  libtorch ${torchVersion} (python torch ${pythonTorch}), ${threads} intra-op thread(s)`);
+console.log(`small op returning a new tensor, disposed:  ${overheadUs.toFixed(2)} us/op   (python torch: ${Number(pythonOverheadUs).toFixed(2)} us/op; target <= 3 us)`);
+console.log(`same op inside tidy() scopes:               ${tidyUs.toFixed(2)} us/op`);
+console.log(`1024x1024 float32 matmul:  node ${nodeMatmulMs.toFixed(3)} ms   python ${Number(pythonMatmulMs).toFixed(3)} ms   ratio node/python ${(nodeMatmulMs / Number(pythonMatmulMs)).toFixed(3)} (target <= 1.05)`);
+small.dispose();
+a.dispose();
+b.dispose();
+if (liveTensorCount() !== 0) console.log(`warning: ${liveTensorCount()} tensors still alive at exit`);

@@ -1,0 +1,128 @@
+// Seeds, generators, threads, autocast, CUDA availability, and the torch.save format.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import {
+  Generator, rand, randn, randint, tensor, zeros, tidy, manualSeed, setNumThreads, getNumThreads, autocast,
+  cudaAvailable, builtWithCuda, deviceCount, synchronize, saveTensors, loadTensors, dispose, linear,
+  ampForeachNonFiniteCheckAndUnscale_, ampUpdateScale_, full, ones,
+} from '../src';
+import { runPython } from './helpers/python';
+
+test('manualSeed makes the default generator reproducible', () => tidy(() => {
+  manualSeed(42);
+  const a = rand([5]).toTypedArray();
+  manualSeed(42);
+  const b = rand([5]).toTypedArray();
+  assert.equal(Array.from(a), Array.from(b));
+  manualSeed(43);
+  assert.not.equal(Array.from(rand([5]).toTypedArray()), Array.from(a));
+}));
+
+test('Generator objects are independent streams with savable state', () => tidy(() => {
+  const g1 = new Generator({ seed: 7 });
+  const g2 = new Generator({ seed: 7 });
+  const first = Array.from(randn([4], { generator: g1 }).toTypedArray());
+  manualSeed(0); // the global seed must not touch explicit generators
+  assert.equal(Array.from(randn([4], { generator: g2 }).toTypedArray()), first);
+  const state = g1.getState();
+  const next = Array.from(randint(0, 1000, [6], { generator: g1 }).toTypedArray());
+  g1.setState(state);
+  assert.equal(Array.from(randint(0, 1000, [6], { generator: g1 }).toTypedArray()), next);
+  assert.is(g1.initialSeed(), 7n);
+  // torch.Generator().manual_seed(7); torch.randn(4, generator=g)
+  const { stdout } = runPython(['-c', 'import torch; g=torch.Generator().manual_seed(7); print(" ".join(repr(v) for v in torch.randn(4, generator=g).tolist()))']);
+  const python = stdout.trim().split(' ').map(Number);
+  first.forEach((v, i) => assert.ok(Math.abs(v - python[i]) < 1e-6, `randn stream differs from torch's at ${i}`));
+  g1.dispose();
+  g2.dispose();
+}));
+
+test('thread count is a setting', () => {
+  const previous = getNumThreads();
+  setNumThreads(1);
+  assert.is(getNumThreads(), 1);
+  setNumThreads(previous);
+  assert.throws(() => setNumThreads(0), /positive/);
+});
+
+test('autocast runs matmuls in bfloat16 on CPU and restores the state, also after exceptions', () => tidy(() => {
+  const x = randn([4, 4]);
+  const w = randn([4, 4]);
+  assert.is(linear(x, w).dtype, 'float32');
+  const inner = autocast({ device: 'cpu', dtype: 'bfloat16' }, () => {
+    const nested = autocast({ device: 'cpu', enabled: false }, () => linear(x, w).dtype);
+    assert.is(nested, 'float32');
+    return linear(x, w).dtype;
+  });
+  assert.is(inner, 'bfloat16');
+  assert.throws(() => autocast({ device: 'cpu' }, () => { throw new Error('inside'); }), /inside/);
+  assert.is(linear(x, w).dtype, 'float32');
+  assert.throws(() => autocast({ device: 'cpu', dtype: 'float16' }, () => 0), /bfloat16 only/);
+}));
+
+test('AMP kernels unscale, detect overflow and update the scale', () => tidy(() => {
+  const grads = [tensor([2, 4], { dtype: 'float32' }), tensor([8, Infinity], { dtype: 'float32' })];
+  const foundInf = zeros([1]);
+  ampForeachNonFiniteCheckAndUnscale_(grads, foundInf, full([1], 0.5));
+  assert.equal(Array.from(grads[0].toTypedArray()), [1, 2]);
+  assert.is(foundInf.item(), 1);
+  const scale = full([1], 1024);
+  const tracker = zeros([1], { dtype: 'int32' });
+  ampUpdateScale_(scale, tracker, foundInf, 2, 0.5, 2000);
+  assert.is(scale.item(), 512);
+  const clean = zeros([1]);
+  for (let i = 0; i < 3; i++) ampUpdateScale_(scale, tracker, clean, 2, 0.5, 3);
+  assert.is(scale.item(), 1024);
+  assert.is(ones([1]).item(), 1);
+}));
+
+test('CUDA queries answer; CUDA-only calls fail clearly on a CPU build', () => {
+  assert.type(cudaAvailable(), 'boolean');
+  if (!builtWithCuda) {
+    assert.is(deviceCount(), 0);
+    assert.throws(() => zeros([1], { device: 'cuda' }), /built without CUDA/);
+    assert.throws(() => tidy(() => zeros([1]).to('cuda')), /built without CUDA/);
+    assert.throws(() => synchronize(), /built without CUDA/);
+    assert.throws(() => autocast({ device: 'cuda' }, () => 0), /built without CUDA/);
+  } else if (cudaAvailable()) {
+    tidy(() => assert.is(zeros([2], { device: 'cuda' }).add(1).cpu().sum().item(), 2));
+    synchronize();
+  }
+});
+
+test('torch.save files we write load with torch.load(weights_only=True), and back', () => {
+  const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'camemberta-save-'));
+  const file = path.join(directory, 'pytorch_model.bin');
+  tidy(() => {
+    const tensors = {
+      'encoder.weight': tensor([[1.5, -2], [3, 4]]),
+      'encoder.ids': tensor([1, 2, 3], { dtype: 'int64' }),
+      'half': tensor([0.5, 0.25], { dtype: 'bfloat16' }),
+      'view': tensor([1, 2, 3, 4, 5, 6]).reshape(2, 3).t(),
+    };
+    saveTensors(file, tensors);
+    const { stdout } = runPython(['-c', `
+import torch, json
+d = torch.load(${JSON.stringify(file)}, weights_only=True)
+print(json.dumps({k: [str(v.dtype), list(v.shape), v.float().flatten().tolist()] for k, v in d.items()}))`]);
+    const loaded = JSON.parse(stdout);
+    assert.equal(loaded['encoder.weight'], ['torch.float32', [2, 2], [1.5, -2, 3, 4]]);
+    assert.equal(loaded['encoder.ids'], ['torch.int64', [3], [1, 2, 3]]);
+    assert.equal(loaded['half'], ['torch.bfloat16', [2], [0.5, 0.25]]);
+    assert.equal(loaded['view'], ['torch.float32', [3, 2], [1, 4, 2, 5, 3, 6]]);
+    const back = loadTensors(file);
+    assert.equal([...back.keys()], Object.keys(tensors));
+    assert.equal(back.get('view')!.toArray(), [[1, 4], [2, 5], [3, 6]]);
+    dispose(back);
+  });
+  assert.equal(fs.readdirSync(directory), ['pytorch_model.bin'], 'no temporary file is left behind');
+  fs.writeFileSync(path.join(directory, 'broken.bin'), 'not a zip');
+  assert.throws(() => loadTensors(path.join(directory, 'broken.bin')), /broken\.bin: not a readable torch\.save file/);
+  assert.throws(() => loadTensors(path.join(directory, 'missing.bin')), /missing\.bin: no such file/);
+  fs.rmSync(directory, { recursive: true, force: true });
+});
+
+test.run();
