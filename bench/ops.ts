@@ -4,7 +4,7 @@
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 import * as fs from 'fs';
-import { randn, zeros, tidy, setNumThreads, getNumThreads, liveTensorCount, torchVersion } from '../src';
+import { randn, zeros, tidy, setNumThreads, getNumThreads, liveTensorCount, torchVersion, synchronize } from '../src';
 
 function pythonExecutable(): string {
   if (process.env.PYTHON) return process.env.PYTHON;
@@ -18,10 +18,13 @@ function median(values: number[]): number {
 }
 
 const threads = Number(process.env.BENCH_THREADS ?? getNumThreads());
+// BENCH_DEVICE=cuda times the matmul on the GPU (with a synchronize per product, both sides).
+const device = process.env.BENCH_DEVICE === 'cuda' ? 'cuda' : 'cpu';
+const sync = device === 'cuda' ? () => synchronize() : () => undefined;
 setNumThreads(threads);
 
 // 1. Overhead: a 1-element add returning a new tensor, disposed explicitly each time.
-const small = zeros([1]);
+const small = zeros([1], { device });
 const overheadRuns: number[] = [];
 for (let round = 0; round < 7; round++) {
   const calls = 100_000;
@@ -41,13 +44,15 @@ for (let round = 0; round < 7; round++) {
 const tidyUs = median(tidyRuns.slice(1));
 
 // 2. 1024x1024 float32 matmul.
-const a = randn([1024, 1024]);
-const b = randn([1024, 1024]);
+const a = randn([1024, 1024], { device });
+const b = randn([1024, 1024], { device });
 for (let i = 0; i < 5; i++) a.matmul(b).dispose();
+sync();
 const matmulRuns: number[] = [];
 for (let round = 0; round < 30; round++) {
   const start = process.hrtime.bigint();
   a.matmul(b).dispose();
+  sync();
   matmulRuns.push(Number(process.hrtime.bigint() - start) / 1e6);
 }
 const nodeMatmulMs = median(matmulRuns);
@@ -55,18 +60,21 @@ const nodeMatmulMs = median(matmulRuns);
 const python = spawnSync(pythonExecutable(), ['-c', `
 import time, torch, statistics
 torch.set_num_threads(${threads})
-x = torch.zeros(1)
+device = '${device}'
+sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+x = torch.zeros(1, device=device)
 def overhead():
     start = time.perf_counter_ns()
     for _ in range(100000):
         x.add(1)
     return (time.perf_counter_ns() - start) / 1000 / 100000
 ov = statistics.median([overhead() for _ in range(7)][1:])
-a = torch.randn(1024, 1024); b = torch.randn(1024, 1024)
+a = torch.randn(1024, 1024, device=device); b = torch.randn(1024, 1024, device=device)
 for _ in range(5): a @ b
+sync()
 runs = []
 for _ in range(30):
-    start = time.perf_counter_ns(); a @ b; runs.append((time.perf_counter_ns() - start) / 1e6)
+    start = time.perf_counter_ns(); a @ b; sync(); runs.append((time.perf_counter_ns() - start) / 1e6)
 print(ov, statistics.median(runs), torch.__version__)
 `], { encoding: 'utf8' });
 if (python.status !== 0) {
@@ -75,10 +83,10 @@ if (python.status !== 0) {
 }
 const [pythonOverheadUs, pythonMatmulMs, pythonTorch] = python.stdout.trim().split(/\s+/);
 
-console.log(`bench:ops  libtorch ${torchVersion} (python torch ${pythonTorch}), ${threads} intra-op thread(s)`);
+console.log(`bench:ops  libtorch ${torchVersion} (python torch ${pythonTorch}), device ${device}, ${threads} intra-op thread(s)`);
 console.log(`small op returning a new tensor, disposed:  ${overheadUs.toFixed(2)} us/op   (python torch: ${Number(pythonOverheadUs).toFixed(2)} us/op; target <= 3 us)`);
 console.log(`same op inside tidy() scopes:               ${tidyUs.toFixed(2)} us/op`);
-console.log(`1024x1024 float32 matmul:  node ${nodeMatmulMs.toFixed(3)} ms   python ${Number(pythonMatmulMs).toFixed(3)} ms   ratio node/python ${(nodeMatmulMs / Number(pythonMatmulMs)).toFixed(3)} (target <= 1.05)`);
+console.log(`1024x1024 float32 matmul (${device}):  node ${nodeMatmulMs.toFixed(3)} ms   python ${Number(pythonMatmulMs).toFixed(3)} ms   ratio node/python ${(nodeMatmulMs / Number(pythonMatmulMs)).toFixed(3)} (target <= 1.05)`);
 small.dispose();
 a.dispose();
 b.dispose();

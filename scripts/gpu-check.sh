@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the addon against the CUDA PyTorch of the machine's python3 and runs every test and the
+# GPU benchmarks. Meant for a GPU machine without Node or npm: it uses a compressed node binary and
+# a slim node_modules carried in .device/ (made by `scripts/gpu-check.sh --pack` on a machine that
+# has them), and TypeScript already compiled to build/ts. Results go to $OUT (default /tmp/gpu-out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--pack" ]; then
+  set -e
+  rm -rf .device && mkdir -p .device/node_modules
+  xz -6 -T0 -c "$(command -v node)" > .device/node.xz
+  for package in node-addon-api node-api-headers node-gyp-build uvu dequal diff kleur sade mri commander cli-progress sentencepiece-js app-root-path string-width strip-ansi ansi-regex emoji-regex is-fullwidth-code-point; do
+    [ -d "node_modules/$package" ] && cp -r "node_modules/$package" .device/node_modules/
+  done
+  npx tsc -p tsconfig.json && npx tsc -p test/tsconfig.json
+  du -sh .device build/ts
+  exit 0
+fi
+
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+if ! command -v node >/dev/null 2>&1; then
+  mkdir -p /tmp/node-bin
+  xz -dc .device/node.xz > /tmp/node-bin/node && chmod +x /tmp/node-bin/node
+  export PATH=/tmp/node-bin:$PATH
+fi
+[ -e node_modules ] || ln -s .device/node_modules node_modules
+node --version
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+
+prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+echo "torch: $(python3 -c 'import torch; print(torch.__version__, torch.cuda.is_available())')"
+start=$(date +%s)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_JS_INC="$PWD/node_modules/node-api-headers/include;$PWD/node_modules/node-addon-api" > "$OUT/cmake.log" 2>&1 \
+  && cmake --build build -j 16 >> "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
+echo "addon built with CUDA in $(( $(date +%s) - start )) s"
+node -e "const c=require('./build/ts/src'); console.log('builtWithCuda', c.builtWithCuda, 'cudaAvailable', c.cudaAvailable(), 'devices', c.deviceCount())"
+
+export PYTHON=python3
+node scripts/run-tests.js "${GPU_TEST_FILTER:-}" 2>&1 | tee "$OUT/tests.log" | grep -E '^(✔|✘)|passed, ' 
+BENCH_DEVICE=cuda node build/ts/bench/ops.js 2>&1 | tee "$OUT/bench-ops-cuda.log"
+for extra in build/ts/bench/gpu-*.js; do
+  [ -e "$extra" ] && node "$extra" 2>&1 | tee "$OUT/$(basename "$extra" .js).log"
+done
+echo "gpu-check finished in $(( $(date +%s) - start )) s"
