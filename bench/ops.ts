@@ -4,7 +4,8 @@
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 import * as fs from 'fs';
-import { randn, zeros, tidy, setNumThreads, getNumThreads, liveTensorCount, torchVersion, synchronize } from '../src';
+import { native } from '../src/tensor/native';
+import { aten, callOp, randn, zeros, tidy, setNumThreads, getNumThreads, liveTensorCount, torchVersion, synchronize } from '../src';
 
 function pythonExecutable(): string {
   if (process.env.PYTHON) return process.env.PYTHON;
@@ -23,13 +24,14 @@ const device = process.env.BENCH_DEVICE === 'cuda' ? 'cuda' : 'cpu';
 const sync = device === 'cuda' ? () => synchronize() : () => undefined;
 setNumThreads(threads);
 
-// 1. Overhead: a 1-element add returning a new tensor, disposed explicitly each time.
+// 1. Overhead: a 1-element neg returning a new tensor, disposed explicitly each time (add(1)
+// would mostly time libtorch wrapping the scalar into a tensor, in Python too).
 const small = zeros([1], { device });
 const overheadRuns: number[] = [];
 for (let round = 0; round < 7; round++) {
   const calls = 100_000;
   const start = process.hrtime.bigint();
-  for (let i = 0; i < calls; i++) small.add(1).dispose();
+  for (let i = 0; i < calls; i++) small.neg().dispose();
   overheadRuns.push(Number(process.hrtime.bigint() - start) / 1000 / calls);
 }
 const overheadUs = median(overheadRuns.slice(1));
@@ -38,10 +40,20 @@ const overheadUs = median(overheadRuns.slice(1));
 const tidyRuns: number[] = [];
 for (let round = 0; round < 7; round++) {
   const start = process.hrtime.bigint();
-  for (let i = 0; i < 1000; i++) tidy(() => { for (let j = 0; j < 100; j++) small.add(1); });
+  for (let i = 0; i < 1000; i++) tidy(() => { for (let j = 0; j < 100; j++) small.neg(); });
   tidyRuns.push(Number(process.hrtime.bigint() - start) / 1000 / 100_000);
 }
 const tidyUs = median(tidyRuns.slice(1));
+
+// The binding alone: aten::alias makes a new tensor handle without running a kernel.
+const aliasOp = aten('alias');
+const aliasRuns: number[] = [];
+for (let round = 0; round < 7; round++) {
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < 100_000; i++) native.dispose(callOp(aliasOp, small.handle));
+  aliasRuns.push(Number(process.hrtime.bigint() - start) / 1000 / 100_000);
+}
+const bindingUs = median(aliasRuns.slice(1));
 
 // 2. 1024x1024 float32 matmul.
 const a = randn([1024, 1024], { device });
@@ -66,7 +78,7 @@ x = torch.zeros(1, device=device)
 def overhead():
     start = time.perf_counter_ns()
     for _ in range(100000):
-        x.add(1)
+        x.neg()
     return (time.perf_counter_ns() - start) / 1000 / 100000
 ov = statistics.median([overhead() for _ in range(7)][1:])
 a = torch.randn(1024, 1024, device=device); b = torch.randn(1024, 1024, device=device)
@@ -86,6 +98,7 @@ const [pythonOverheadUs, pythonMatmulMs, pythonTorch] = python.stdout.trim().spl
 console.log(`bench:ops  libtorch ${torchVersion} (python torch ${pythonTorch}), device ${device}, ${threads} intra-op thread(s)`);
 console.log(`small op returning a new tensor, disposed:  ${overheadUs.toFixed(2)} us/op   (python torch: ${Number(pythonOverheadUs).toFixed(2)} us/op; target <= 3 us)`);
 console.log(`same op inside tidy() scopes:               ${tidyUs.toFixed(2)} us/op`);
+console.log(`binding alone (aten::alias, no kernel):     ${bindingUs.toFixed(2)} us/op`);
 console.log(`1024x1024 float32 matmul (${device}):  node ${nodeMatmulMs.toFixed(3)} ms   python ${Number(pythonMatmulMs).toFixed(3)} ms   ratio node/python ${(nodeMatmulMs / Number(pythonMatmulMs)).toFixed(3)} (target <= 1.05)`);
 small.dispose();
 a.dispose();
