@@ -1,0 +1,119 @@
+// RobertaConfig: the fields transformers' RobertaConfig (5.18) declares and modeling_roberta.py
+// reads, with HF's names and defaults. Only the encoder (RobertaModel / RobertaForMaskedLM) is
+// supported, so decoder settings must stay off.
+import { writeFileAtomicSyncFrom } from '../../io/atomic';
+import { Activation, ConfigReader, describeValue, readJsonFile } from '../config-json';
+
+export interface RobertaConfig {
+  model_type: 'roberta';
+  architectures: string[] | null;
+
+  vocab_size: number;
+  hidden_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  intermediate_size: number;
+  hidden_act: Activation;
+  hidden_dropout_prob: number;
+  attention_probs_dropout_prob: number;
+  /** Positions count from pad_token_id + 1, so sequences hold at most this - pad_token_id - 1 tokens. */
+  max_position_embeddings: number;
+  type_vocab_size: number;
+  initializer_range: number;
+  layer_norm_eps: number;
+
+  /** Also the padding_idx of word and position embeddings, and the base of position ids. */
+  pad_token_id: number;
+  bos_token_id: number | null;
+  eos_token_id: number | number[] | null;
+  use_cache: boolean;
+  /** Classification-head dropout (HF: hidden_dropout_prob when null). */
+  classifier_dropout: number | null;
+  is_decoder: boolean;
+  add_cross_attention: boolean;
+  tie_word_embeddings: boolean;
+  dtype: string | null;
+
+  extra: Record<string, unknown>;
+}
+
+export function parseRobertaConfig(json: unknown, source = '<config>'): RobertaConfig {
+  const r = new ConfigReader(json, source);
+  const modelType = r.raw('model_type');
+  if (modelType !== undefined && modelType !== 'roberta') {
+    r.problem('model_type', `expected "roberta", got ${describeValue(modelType)}`);
+  }
+  const vocab_size = r.int('vocab_size', 50265, { min: 1 });
+  const hidden_size = r.int('hidden_size', 768, { min: 1 });
+  const num_attention_heads = r.int('num_attention_heads', 12, { min: 1 });
+  if (hidden_size % num_attention_heads !== 0) {
+    r.problem('num_attention_heads', `hidden_size ${hidden_size} is not a multiple of num_attention_heads ${num_attention_heads}`);
+  }
+  const max_position_embeddings = r.int('max_position_embeddings', 512, { min: 1 });
+  const padRaw = r.tokenId('pad_token_id', 1);
+  if (padRaw === null) r.problem('pad_token_id', 'RoBERTa needs a pad token id: it numbers positions from it');
+  const pad_token_id = padRaw ?? 1;
+  if (pad_token_id >= vocab_size) r.problem('pad_token_id', `${pad_token_id} is outside the vocabulary (vocab_size ${vocab_size})`);
+  if (pad_token_id + 2 > max_position_embeddings) {
+    r.problem('max_position_embeddings', `${max_position_embeddings} leaves no position after pad_token_id ${pad_token_id} (positions start at pad_token_id + 1)`);
+  }
+  const is_decoder = r.bool('is_decoder', false);
+  if (is_decoder) r.problem('is_decoder', 'only the encoder is supported');
+  const add_cross_attention = r.bool('add_cross_attention', false);
+  if (add_cross_attention) r.problem('add_cross_attention', 'only the encoder is supported');
+  const torchDtype = r.nullableString('torch_dtype', null);
+
+  const config: RobertaConfig = {
+    model_type: 'roberta',
+    architectures: r.stringList('architectures', null),
+    vocab_size,
+    hidden_size,
+    num_hidden_layers: r.int('num_hidden_layers', 12, { min: 1 }),
+    num_attention_heads,
+    intermediate_size: r.int('intermediate_size', 3072, { min: 1 }),
+    hidden_act: r.activation('hidden_act', 'gelu'),
+    hidden_dropout_prob: r.probability('hidden_dropout_prob', 0.1),
+    attention_probs_dropout_prob: r.probability('attention_probs_dropout_prob', 0.1),
+    max_position_embeddings,
+    // token_type_embeddings always exists and type id 0 is looked up, so at least one row.
+    type_vocab_size: r.int('type_vocab_size', 2, { min: 1 }),
+    initializer_range: r.number('initializer_range', 0.02, { min: 0 }),
+    layer_norm_eps: r.number('layer_norm_eps', 1e-12, { above: 0 }),
+    pad_token_id,
+    bos_token_id: r.tokenId('bos_token_id', 0),
+    eos_token_id: r.tokenIds('eos_token_id', 2),
+    use_cache: r.bool('use_cache', true),
+    classifier_dropout: r.nullableProbability('classifier_dropout'),
+    is_decoder,
+    add_cross_attention,
+    tie_word_embeddings: r.bool('tie_word_embeddings', true),
+    dtype: r.nullableString('dtype', torchDtype),
+    extra: {},
+  };
+  config.extra = r.extras();
+  r.finish();
+  return config;
+}
+
+export function readRobertaConfig(file: string): RobertaConfig {
+  return parseRobertaConfig(readJsonFile(file), file);
+}
+
+/** The longest input: position ids run from pad_token_id + 1 to max_position_embeddings - 1. */
+export function robertaMaxSequenceLength(config: RobertaConfig): number {
+  return config.max_position_embeddings - config.pad_token_id - 1;
+}
+
+export function robertaConfigToJson(config: RobertaConfig): Record<string, unknown> {
+  const { extra, ...fields } = config;
+  parseRobertaConfig({ ...extra, ...fields }, '<robertaConfigToJson>');
+  const json: Record<string, unknown> = { ...fields };
+  for (const [key, value] of Object.entries(extra)) {
+    if (!(key in json) && key !== 'torch_dtype') json[key] = value;
+  }
+  return json;
+}
+
+export function writeRobertaConfig(file: string, config: RobertaConfig): void {
+  writeFileAtomicSyncFrom(file, `${JSON.stringify(robertaConfigToJson(config), null, 2)}\n`);
+}
