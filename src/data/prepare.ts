@@ -1,0 +1,278 @@
+// Corpus -> tokenized binary shards + manifest.json (see docs/DATA.md for the format and guarantees).
+//
+// Shard boundaries are decided from the raw text alone (a shard closes after the document that brings
+// its text to `shardSizeMB`), so a rerun knows which documents belong to shards that already exist and
+// skips them without tokenizing. Documents are tokenized in worker threads, in units of about 1 MB,
+// and written strictly in corpus order: the output depends only on the inputs, the tokenizer and the
+// settings, never on timing or thread count.
+import { createHash } from 'crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
+import { join } from 'path';
+import { loadTokenizer } from '../tokenizer/index';
+import { CorpusStats, emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
+import { ShardHeader, ShardWriter, readShardHeader, shardFileName, tokenWidthFor } from './shard';
+import { TokenizePool } from './worker-pool';
+import type { TokenizeResult } from './tokenize-worker';
+
+export const MANIFEST_FORMAT = 'camemberta-shards';
+export const MANIFEST_VERSION = 1;
+
+export interface PrepareOptions {
+  inputs: string[];
+  tokenizerPath: string;
+  outputDir: string;
+  /** one document per line instead of blank-line-separated documents */
+  docsPerLine?: boolean;
+  /** lines longer than this many characters are split (default 100,000) */
+  maxLineChars?: number;
+  /** locale of the sentence splitter (default fr) */
+  locale?: string;
+  /** raw text per shard, in millions of characters (default 256) */
+  shardSizeMB?: number;
+  /** tokenizer worker threads (default: all cores) */
+  threads?: number;
+  /** delete shards made with other settings instead of refusing */
+  overwrite?: boolean;
+  onWarning?: (message: string) => void;
+  onBytes?: (bytes: number) => void;
+  onTokens?: (tokens: number) => void;
+  /** called when a shard file is complete (tests use it to interrupt at a known point) */
+  onShardWritten?: (index: number) => void;
+}
+
+export interface ShardEntry {
+  file: string;
+  documents: number;
+  sentences: number;
+  tokens: number;
+  firstDocument: number;
+  bytes: number;
+  sha256: string;
+}
+
+export interface Manifest {
+  format: string;
+  formatVersion: number;
+  tokenizer: {
+    file: string;
+    sha256: string;
+    pieces: number;
+    vocabSize: number;
+    tokenWidth: 2 | 4;
+    specialTokens: { pad: number; cls: number; sep: number; unk: number; mask: number };
+    specialTokenStrings: { pad: string; cls: string; sep: string; unk: string; mask: string };
+  };
+  settings: PrepareSettings;
+  counts: CorpusStats & { sentences: number; tokens: number; shards: number; shardsReused: number };
+  shards: ShardEntry[];
+}
+
+export interface PrepareSettings {
+  inputs: { path: string; bytes: number; mtimeMs: number }[];
+  docsPerLine: boolean;
+  maxLineChars: number;
+  locale: string;
+  shardChars: number;
+  tokenizerSha256: string;
+}
+
+export class PrepareError extends Error {}
+
+const SETTINGS_FILE = 'prepare-settings.json';
+const UNIT_CHARS = 1 << 20;
+
+function writeJsonAtomically(path: string, value: unknown): void {
+  const temporary = `${path}.partial`;
+  writeFileSync(temporary, JSON.stringify(value, null, 2) + '\n');
+  renameSync(temporary, path);
+}
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+export async function prepare(options: PrepareOptions): Promise<Manifest> {
+  const files = listCorpusFiles(options.inputs);
+  const tokenizer = await loadTokenizer(options.tokenizerPath);
+  const tokenWidth = tokenWidthFor(tokenizer.vocabSize);
+  const settings: PrepareSettings = {
+    inputs: files.map((path) => {
+      const stat = statSync(path);
+      return { path, bytes: stat.size, mtimeMs: Math.floor(stat.mtimeMs) };
+    }),
+    docsPerLine: Boolean(options.docsPerLine),
+    maxLineChars: options.maxLineChars ?? 100_000,
+    locale: options.locale ?? 'fr',
+    shardChars: Math.max(1, Math.round((options.shardSizeMB ?? 256) * 1e6)),
+    tokenizerSha256: tokenizer.sp.sha256,
+  };
+
+  const out = options.outputDir;
+  mkdirSync(out, { recursive: true });
+  const settingsPath = join(out, SETTINGS_FILE);
+  if (existsSync(settingsPath)) {
+    const previous = readFileSync(settingsPath, 'utf8');
+    if (previous !== JSON.stringify(settings, null, 2) + '\n') {
+      if (!options.overwrite) {
+        throw new PrepareError(`${out} holds shards prepared with other inputs, tokenizer or settings (${SETTINGS_FILE} differs); use another --output or --overwrite`);
+      }
+      for (const name of readdirSync(out)) {
+        if (/^shard-\d+\.bin(\.partial)?$/.test(name) || name === 'manifest.json') rmSync(join(out, name));
+      }
+    }
+  }
+  // A shard left half-written by a killed run is rewritten from scratch.
+  for (const name of readdirSync(out)) if (name.endsWith('.partial')) rmSync(join(out, name));
+  writeJsonAtomically(settingsPath, settings);
+  const manifestPath = join(out, 'manifest.json');
+  if (existsSync(manifestPath)) rmSync(manifestPath);
+  mkdirSync(join(out, 'tokenizer'), { recursive: true });
+  tokenizer.saveForTransformers(join(out, 'tokenizer'));
+
+  const stats = emptyCorpusStats();
+  const pool = await TokenizePool.start(options.tokenizerPath, { threads: options.threads, locale: settings.locale });
+  type Pending = { kind: 'unit'; shard: number; result: Promise<TokenizeResult> } | { kind: 'finish'; shard: number };
+  const pending: Pending[] = [];
+  const headers: (ShardHeader | undefined)[] = [];
+  const reused = new Set<number>();
+  let writer: ShardWriter | undefined;
+  let writerShard = -1;
+
+  const drainOne = async (): Promise<void> => {
+    const item = pending.shift()!;
+    if (item.kind === 'finish') {
+      headers[item.shard] = writer!.finish();
+      writer = undefined;
+      options.onShardWritten?.(item.shard);
+      return;
+    }
+    const result = await item.result;
+    if (!writer || writerShard !== item.shard) {
+      throw new Error(`internal: unit for shard ${item.shard} without its writer`);
+    }
+    writer.append(result.tokens, result.sentenceLengths, result.documentSentences);
+    options.onTokens?.(result.tokens.length);
+  };
+
+  let shard = 0;
+  let shardChars = 0;
+  let shardExists = existsSync(join(out, shardFileName(0)));
+  let unit: string[][] = [];
+  let unitChars = 0;
+  const flushUnit = async (): Promise<void> => {
+    if (!unit.length) return;
+    if (writerShard !== shard) {
+      // Writers are opened in order while draining; open this shard's writer once its
+      // predecessors' work is drained so only one temporary file is open at a time.
+      while (pending.length) await drainOne();
+      writer = new ShardWriter(join(out, `${shardFileName(shard)}.partial`), join(out, shardFileName(shard)), tokenWidth, firstDocumentOfShard);
+      writerShard = shard;
+    }
+    pending.push({ kind: 'unit', shard, result: pool.tokenize(unit) });
+    unit = [];
+    unitChars = 0;
+    while (pending.length > 2 * pool.size) await drainOne();
+  };
+  let firstDocumentOfShard = 0;
+
+  try {
+    for await (const document of readCorpus(files, stats, {
+      docsPerLine: settings.docsPerLine,
+      maxLineChars: settings.maxLineChars,
+      onWarning: options.onWarning,
+      onBytes: options.onBytes,
+    })) {
+      if (shardChars === 0) firstDocumentOfShard = document.index;
+      let chars = 0;
+      for (const line of document.lines) chars += line.length;
+      shardChars += chars;
+      if (!shardExists) {
+        unit.push(document.lines);
+        unitChars += chars;
+        if (unitChars >= UNIT_CHARS) await flushUnit();
+      }
+      if (shardChars >= settings.shardChars) {
+        if (shardExists) {
+          reused.add(shard);
+        } else {
+          await flushUnit();
+          pending.push({ kind: 'finish', shard });
+        }
+        shard += 1;
+        shardChars = 0;
+        shardExists = existsSync(join(out, shardFileName(shard)));
+      }
+    }
+    if (shardChars > 0) {
+      if (shardExists) {
+        reused.add(shard);
+      } else {
+        await flushUnit();
+        pending.push({ kind: 'finish', shard });
+      }
+      shard += 1;
+    }
+    while (pending.length) await drainOne();
+  } catch (error) {
+    writer?.abandon();
+    throw error;
+  } finally {
+    await pool.close();
+  }
+
+  // Shards of an earlier run with more shards (impossible with identical settings) would be stale.
+  const shardCount = shard;
+  const entries: ShardEntry[] = [];
+  for (let index = 0; index < shardCount; index++) {
+    const path = join(out, shardFileName(index));
+    const header = headers[index] ?? readShardHeader(path);
+    if (header.tokenWidth !== tokenWidth) throw new PrepareError(`${path} has ${header.tokenWidth}-byte tokens, expected ${tokenWidth}`);
+    entries.push({
+      file: shardFileName(index),
+      documents: header.documents,
+      sentences: header.sentences,
+      tokens: header.tokens,
+      firstDocument: header.firstDocument,
+      bytes: statSync(path).size,
+      sha256: sha256File(path),
+    });
+  }
+  const documentsInShards = entries.reduce((sum, entry) => sum + entry.documents, 0);
+  if (documentsInShards !== stats.documents) {
+    throw new PrepareError(`the shards in ${out} hold ${documentsInShards} documents but the corpus has ${stats.documents}; rerun with --overwrite`);
+  }
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    formatVersion: MANIFEST_VERSION,
+    tokenizer: {
+      file: 'tokenizer/spm.model',
+      sha256: tokenizer.sp.sha256,
+      pieces: tokenizer.sp.pieceCount,
+      vocabSize: tokenizer.vocabSize,
+      tokenWidth,
+      specialTokens: { ...tokenizer.special.ids },
+      specialTokenStrings: { ...tokenizer.special.strings },
+    },
+    settings,
+    counts: {
+      ...stats,
+      sentences: entries.reduce((sum, entry) => sum + entry.sentences, 0),
+      tokens: entries.reduce((sum, entry) => sum + entry.tokens, 0),
+      shards: entries.length,
+      shardsReused: reused.size,
+    },
+    shards: entries,
+  };
+  writeJsonAtomically(manifestPath, manifest);
+  return manifest;
+}
+
+export function readManifest(dir: string): Manifest {
+  const path = join(dir, 'manifest.json');
+  if (!existsSync(path)) throw new Error(`${path} does not exist: run prepare first (or let it finish)`);
+  const manifest = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
+  if (manifest.format !== MANIFEST_FORMAT || manifest.formatVersion !== MANIFEST_VERSION) {
+    throw new Error(`${path}: unsupported format ${manifest.format} v${manifest.formatVersion}`);
+  }
+  return manifest;
+}
