@@ -64,7 +64,9 @@ const cmakeJs = path.join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
 if (args.includes('--prebuildify')) {
   if (invokedAsBuildHook()) process.exit(0);
   const prebuildify = path.join(root, 'node_modules', 'prebuildify', 'bin.js');
-  run(process.execPath, [prebuildify, '--napi', '--strip', '--backend', 'cmake-js', '--', ...cmakeDefines]);
+  // prebuildify drives node-gyp, which builds binding.gyp: the same native/*.cc and the same
+  // libtorch discovery as the CMake build.
+  run(process.execPath, [prebuildify, '--napi', '--strip']);
   console.log(`camemberta: prebuild written to prebuilds/ (libtorch: ${libtorch.source}; it loads libtorch from ${libtorch.lib})`);
   process.exit(0);
 }

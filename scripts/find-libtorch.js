@@ -66,6 +66,16 @@ if (require.main === module) {
     if (field === 'sources') {
       const dir = path.join(root, 'native');
       console.log(fs.readdirSync(dir).filter((f) => f.endsWith('.cc')).sort().map((f) => `native/${f}`).join(' '));
+    } else if (field === 'gypDefines') {
+      // What CMakeLists.txt defines from the same discovery, for binding.gyp.
+      const defines = [];
+      if (found.cuda) defines.push('CAMEMBERTA_CUDA=1');
+      if (fs.existsSync('/usr/include/gloo/config.h')) defines.push('CAMEMBERTA_GLOO=1', 'USE_C10D_GLOO');
+      console.log(defines.concat('USE_DISTRIBUTED').join(' '));
+    } else if (field === 'gypLibraries') {
+      const libraries = ['-ltorch', '-ltorch_cpu', '-lc10'];
+      if (found.cuda) libraries.push('-ltorch_cuda', '-lc10_cuda');
+      console.log(libraries.join(' '));
     } else if (field) {
       console.log(String(found[field]));
     } else {
