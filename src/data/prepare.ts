@@ -131,12 +131,11 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
 
   const stats = emptyCorpusStats();
   const pool = await TokenizePool.start(options.tokenizerPath, { threads: options.threads, locale: settings.locale });
-  type Pending = { kind: 'unit'; shard: number; result: Promise<TokenizeResult> } | { kind: 'finish'; shard: number };
+  type Pending = { kind: 'unit'; shard: number; firstDocument: number; result: Promise<TokenizeResult> } | { kind: 'finish'; shard: number };
   const pending: Pending[] = [];
   const headers: (ShardHeader | undefined)[] = [];
   const reused = new Set<number>();
   let writer: ShardWriter | undefined;
-  let writerShard = -1;
 
   const drainOne = async (): Promise<void> => {
     const item = pending.shift()!;
@@ -147,9 +146,8 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
       return;
     }
     const result = await item.result;
-    if (!writer || writerShard !== item.shard) {
-      throw new Error(`internal: unit for shard ${item.shard} without its writer`);
-    }
+    // Items drain in order, so the previous shard's 'finish' has closed its writer by now.
+    writer ??= new ShardWriter(join(out, `${shardFileName(item.shard)}.partial`), join(out, shardFileName(item.shard)), tokenWidth, item.firstDocument);
     writer.append(result.tokens, result.sentenceLengths, result.documentSentences);
     options.onTokens?.(result.tokens.length);
   };
@@ -161,14 +159,7 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
   let unitChars = 0;
   const flushUnit = async (): Promise<void> => {
     if (!unit.length) return;
-    if (writerShard !== shard) {
-      // Writers are opened in order while draining; open this shard's writer once its
-      // predecessors' work is drained so only one temporary file is open at a time.
-      while (pending.length) await drainOne();
-      writer = new ShardWriter(join(out, `${shardFileName(shard)}.partial`), join(out, shardFileName(shard)), tokenWidth, firstDocumentOfShard);
-      writerShard = shard;
-    }
-    pending.push({ kind: 'unit', shard, result: pool.tokenize(unit) });
+    pending.push({ kind: 'unit', shard, firstDocument: firstDocumentOfShard, result: pool.tokenize(unit) });
     unit = [];
     unitChars = 0;
     while (pending.length > 2 * pool.size) await drainOne();

@@ -3,25 +3,19 @@
 //
 // Speed: one call into the WebAssembly encoder costs about 10 us before any text is processed, and
 // the encoder runs about 3x slower than native SentencePiece. `encodeMany` therefore encodes each
-// distinct space-separated word once (a bounded cache), batching the words it has not seen into a
-// few calls. For a unigram model that splits on whitespace this gives exactly the ids of encoding the
-// whole text: no piece spans a '▁' boundary, so the Viterbi lattice decomposes at every word start
-// (checked id for id against Python sentencepiece in test/tokenizer.test.ts). Models without those
+// distinct space-separated word once, alone, and keeps its ids in a bounded cache. For a unigram model
+// that splits on whitespace this gives the ids of encoding the whole text: no piece spans a '▁'
+// boundary, so the Viterbi lattice decomposes at every word start. The exception is a word whose best
+// segmentations tie exactly (see mayTie): its text is encoded whole. A word's ids depend only on the
+// word, never on what was cached before, so the output is deterministic whatever the thread or order.
+// Checked id for id against Python sentencepiece in test/tokenizer.test.ts. Models without those
 // properties take the plain per-text path.
 import { SentencePieceProcessor } from 'sentencepiece-js';
 import { PieceType, SentencePieceModel, readSentencePieceModel } from './spm-model';
 
 export const WORD_BOUNDARY = '\u2581';
 
-// Joined batches of unseen words stay short: the WebAssembly build gives different ids from native
-// SentencePiece on inputs of tens of kilobytes (seen at 72 KB, not at 39 KB), native does not.
-const MAX_JOINED_BATCH_CHARS = 4096;
 const DEFAULT_CACHE_ENTRIES = 400_000;
-
-// A word is batched with others only if its normalization cannot add or remove a word boundary:
-// no whitespace, separators, control or format characters, and NFKC-stable (NFKC is the widest
-// normalization a SentencePiece model applies; e.g. U+00A8 becomes " \u0308").
-const UNSAFE_IN_BATCH = /[\s\p{Z}\p{Cc}\p{Cf}]/u;
 
 interface WasmVector {
   size(): number;
@@ -135,66 +129,50 @@ export class SentencePieceTokenizer {
       return { ids: concatInt32(parts), lengths };
     }
     if (this.cache.size > this.maxCacheEntries) this.cache.clear();
-    const wordsOfText = texts.map((text) => text.split(' '));
-    this.fillCache(wordsOfText);
-    let total = 0;
-    for (const words of wordsOfText) {
-      for (const word of words) if (word) total += this.cache.get(word)!.length;
-    }
-    const ids = new Int32Array(total);
-    let offset = 0;
-    wordsOfText.forEach((words, i) => {
-      const start = offset;
+    const parts: Int32Array[] = [];
+    texts.forEach((text, i) => {
+      const words = text.split(' ');
+      let wordIds: Int32Array[] | undefined = [];
       for (const word of words) {
         if (!word) continue;
-        const wordIds = this.cache.get(word)!;
-        ids.set(wordIds, offset);
-        offset += wordIds.length;
+        let ids = this.cache.get(word);
+        if (ids === undefined) {
+          if (mayTie(word)) {
+            wordIds = undefined;
+            break;
+          }
+          ids = this.encode(word);
+          this.cache.set(word, ids);
+        }
+        wordIds.push(ids);
       }
-      lengths[i] = offset - start;
+      const ids = wordIds ? concatInt32(wordIds) : this.encode(text);
+      lengths[i] = ids.length;
+      parts.push(ids);
     });
-    return { ids, lengths };
+    return { ids: concatInt32(parts), lengths };
   }
+}
 
-  private fillCache(wordsOfText: string[][]): void {
-    let batch: string[] = [];
-    let batchChars = 0;
-    const pending = new Set<string>();
-    for (const words of wordsOfText) {
-      for (const word of words) {
-        if (!word || this.cache.has(word) || pending.has(word)) continue;
-        if (UNSAFE_IN_BATCH.test(word) || word.normalize('NFKC') !== word) {
-          this.cache.set(word, this.encode(word));
-          continue;
-        }
-        pending.add(word);
-        batch.push(word);
-        batchChars += word.length + 1;
-        if (batchChars >= MAX_JOINED_BATCH_CHARS) {
-          this.encodeWordBatch(batch);
-          batch = [];
-          batchChars = 0;
-        }
-      }
-    }
-    if (batch.length) this.encodeWordBatch(batch);
+/**
+ * Whether a word may have two segmentations made of the same pieces in another order (equal scores,
+ * so the winner depends on floating-point rounding of the text before it): that takes a repeat,
+ * a square uu with |u| >= 2 ("abab") or a cube ccc ("III", "..."). Such words are never cached:
+ * their text is encoded whole, as Python sentencepiece would.
+ */
+export function mayTie(word: string): boolean {
+  const n = word.length;
+  for (let i = 0; i + 2 < n; i++) {
+    if (word.charCodeAt(i) === word.charCodeAt(i + 1) && word.charCodeAt(i) === word.charCodeAt(i + 2)) return true;
   }
-
-  private encodeWordBatch(words: string[]): void {
-    const ids = this.encode(words.join(' '));
-    const starts: number[] = [];
-    for (let i = 0; i < ids.length; i++) if (this.wordStart[ids[i]]) starts.push(i);
-    if (starts.length !== words.length || starts[0] !== 0) {
-      // A word did not begin with a word-start piece (e.g. an unknown first character in a model
-      // without a bare '▁' piece): encode these words one by one instead.
-      for (const word of words) this.cache.set(word, this.encode(word));
-      return;
-    }
-    for (let k = 0; k < words.length; k++) {
-      const end = k + 1 < starts.length ? starts[k + 1] : ids.length;
-      this.cache.set(words[k], ids.slice(starts[k], end));
+  for (let period = 2; 2 * period <= n; period++) {
+    let run = 0;
+    for (let i = 0; i + period < n; i++) {
+      run = word.charCodeAt(i) === word.charCodeAt(i + period) ? run + 1 : 0;
+      if (run >= period) return true;
     }
   }
+  return false;
 }
 
 export function concatInt32(parts: readonly Int32Array[]): Int32Array {
