@@ -1,0 +1,184 @@
+// The pretraining batch stream: shards -> documents -> examples -> shuffle buffer -> batches.
+//
+// Epoch e visits the shards in a seeded random order and the documents of each shard in a seeded
+// random order; the k-th document of that sequence belongs to rank k mod worldSize, so ranks read
+// disjoint documents. Examples (see examples.ts) are built per rank with a generator seeded by
+// (seed, epoch, rank) and pass through a shuffle buffer. The stream runs epoch after epoch without
+// end; batches are consecutive groups of `batchSize` examples, padded to `maxSeqLength`.
+//
+// Position: `state()` is {epoch, examplesInEpoch} plus what identifies the stream. `PretrainingLoader.open`
+// with that state rebuilds epoch `epoch` and skips the examples already delivered (building examples
+// from token ids is cheap; nothing is tokenized again), so a resumed run sees exactly the batches an
+// uninterrupted run would. Memory: one shard at a time plus the shuffle buffer.
+import { join } from 'path';
+import { ExampleConfig, Example, ExampleBuilder, createExampleBuilder } from './examples';
+import { Manifest, readManifest } from './prepare';
+import { Random } from './random';
+import { Shard, readShard } from './shard';
+
+export interface LoaderConfig {
+  /** directory written by prepare (manifest.json + shards) */
+  dataDir: string;
+  examples: ExampleConfig;
+  batchSize: number;
+  seed: number;
+  rank?: number;
+  worldSize?: number;
+  /** examples held for shuffling (0: no shuffling) */
+  shuffleBuffer?: number;
+}
+
+export interface Batch {
+  /** [batchSize, seqLength], row-major */
+  inputIds: Int32Array;
+  /** 1 for real tokens, 0 for padding */
+  attentionMask: Uint8Array;
+  /** 0 for [CLS] A [SEP], 1 for B [SEP] */
+  tokenTypeIds: Uint8Array;
+  batchSize: number;
+  seqLength: number;
+  /** epoch of the batch's first example */
+  epoch: number;
+}
+
+export interface LoaderState {
+  epoch: number;
+  examplesInEpoch: number;
+  seed: number;
+  rank: number;
+  worldSize: number;
+  /** identifies the data and example settings the position refers to */
+  fingerprint: string;
+}
+
+function fingerprintOf(manifest: Manifest, config: LoaderConfig): string {
+  const shards = manifest.shards.map((shard) => shard.sha256.slice(0, 16)).join(',');
+  return JSON.stringify({ tokenizer: manifest.tokenizer.sha256.slice(0, 16), shards, examples: config.examples, shuffle: config.shuffleBuffer ?? 10_000 });
+}
+
+export class PretrainingLoader {
+  readonly manifest: Manifest;
+  private readonly rank: number;
+  private readonly worldSize: number;
+  private readonly shuffleSize: number;
+  private readonly padId: number;
+  private readonly fingerprint: string;
+  private epoch = 0;
+  private examplesInEpoch = 0;
+  private epochStream!: Generator<Example>;
+
+  private constructor(private readonly config: LoaderConfig, state?: LoaderState) {
+    this.manifest = readManifest(config.dataDir);
+    this.rank = config.rank ?? 0;
+    this.worldSize = config.worldSize ?? 1;
+    if (!(this.rank >= 0 && this.rank < this.worldSize)) throw new Error(`rank ${this.rank} outside worldSize ${this.worldSize}`);
+    if (!(config.batchSize >= 1)) throw new Error('batchSize must be >= 1');
+    if (config.examples.maxSeqLength > 0 && this.manifest.counts.tokens === 0) throw new Error(`${config.dataDir} holds no tokens`);
+    this.shuffleSize = config.shuffleBuffer ?? 10_000;
+    this.padId = this.manifest.tokenizer.specialTokens.pad;
+    this.fingerprint = fingerprintOf(this.manifest, config);
+    if (state) {
+      const problems: string[] = [];
+      if (state.fingerprint !== this.fingerprint) problems.push('the data or example settings changed');
+      if (state.seed !== config.seed) problems.push(`seed ${state.seed} vs ${config.seed}`);
+      if (state.rank !== this.rank || state.worldSize !== this.worldSize) problems.push(`rank ${state.rank}/${state.worldSize} vs ${this.rank}/${this.worldSize}`);
+      if (problems.length) throw new Error(`cannot resume the data loader: ${problems.join('; ')}`);
+      this.epoch = state.epoch;
+    }
+    this.epochStream = this.streamEpoch(this.epoch);
+    if (state) {
+      for (let i = 0; i < state.examplesInEpoch; i++) this.nextExample();
+    }
+  }
+
+  static open(config: LoaderConfig, state?: LoaderState): PretrainingLoader {
+    return new PretrainingLoader(config, state);
+  }
+
+  state(): LoaderState {
+    return {
+      epoch: this.epoch,
+      examplesInEpoch: this.examplesInEpoch,
+      seed: this.config.seed,
+      rank: this.rank,
+      worldSize: this.worldSize,
+      fingerprint: this.fingerprint,
+    };
+  }
+
+  next(): Batch {
+    const { batchSize } = this.config;
+    const seqLength = this.config.examples.maxSeqLength;
+    const inputIds = new Int32Array(batchSize * seqLength).fill(this.padId);
+    const attentionMask = new Uint8Array(batchSize * seqLength);
+    const tokenTypeIds = new Uint8Array(batchSize * seqLength);
+    const epoch = this.epoch;
+    for (let row = 0; row < batchSize; row++) {
+      const example = this.nextExample();
+      const offset = row * seqLength;
+      inputIds.set(example.tokens, offset);
+      attentionMask.fill(1, offset, offset + example.tokens.length);
+      tokenTypeIds.fill(1, offset + example.segmentBStart, offset + example.tokens.length);
+    }
+    return { inputIds, attentionMask, tokenTypeIds, batchSize, seqLength, epoch };
+  }
+
+  private nextExample(): Example {
+    for (let emptyEpochs = 0; emptyEpochs < 2; ) {
+      const step = this.epochStream.next();
+      if (!step.done) {
+        this.examplesInEpoch += 1;
+        return step.value;
+      }
+      emptyEpochs = this.examplesInEpoch === 0 ? emptyEpochs + 1 : 0;
+      this.epoch += 1;
+      this.examplesInEpoch = 0;
+      this.epochStream = this.streamEpoch(this.epoch);
+    }
+    throw new Error(`rank ${this.rank} of ${this.worldSize} gets no examples from ${this.config.dataDir} (fewer documents than ranks?)`);
+  }
+
+  /** All examples of one epoch for this rank, in delivery order. */
+  private *streamEpoch(epoch: number): Generator<Example> {
+    const { seed } = this.config;
+    const orderRandom = new Random(seed, epoch, 0x5a4d);
+    const builder: ExampleBuilder = createExampleBuilder(this.config.examples, this.manifest.tokenizer.specialTokens, new Random(seed, epoch, this.rank, 0xe1ec));
+    const shuffleRandom = new Random(seed, epoch, this.rank, 0x5f1e);
+    const buffer: Example[] = [];
+    let documentCounter = 0;
+    const shardOrder = orderRandom.permutation(this.manifest.shards.length);
+    const emit = function* (this: PretrainingLoader, example: Example): Generator<Example> {
+      if (this.shuffleSize <= 0) {
+        yield example;
+      } else if (buffer.length < this.shuffleSize) {
+        buffer.push(example);
+      } else {
+        const pick = Math.floor(shuffleRandom.random() * buffer.length);
+        const out = buffer[pick];
+        buffer[pick] = example;
+        yield out;
+      }
+    }.bind(this);
+    for (const shardIndex of shardOrder) {
+      const shardDocuments = this.manifest.shards[shardIndex].documents;
+      // The document order is drawn for every shard, whether or not this rank reads it, so all
+      // ranks agree on which documents are whose.
+      const documentOrder = orderRandom.permutation(shardDocuments);
+      const first = (this.rank - (documentCounter % this.worldSize) + this.worldSize) % this.worldSize;
+      documentCounter += shardDocuments;
+      if (first >= shardDocuments) continue;
+      const shard: Shard = readShard(join(this.config.dataDir, this.manifest.shards[shardIndex].file));
+      for (let k = first; k < shardDocuments; k += this.worldSize) {
+        const document = documentOrder[k];
+        const sentences = [];
+        for (let s = shard.documentStarts[document]; s < shard.documentStarts[document + 1]; s++) {
+          sentences.push(shard.tokens.subarray(shard.sentenceStarts[s], shard.sentenceStarts[s + 1]));
+        }
+        for (const example of builder.addDocument(sentences)) yield* emit(example);
+      }
+    }
+    for (const example of builder.finish()) yield* emit(example);
+    const drainOrder = shuffleRandom.permutation(buffer.length);
+    for (const index of drainOrder) yield buffer[index];
+  }
+}
