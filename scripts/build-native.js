@@ -29,7 +29,8 @@ function invokedAsBuildHook() {
     let cmdline;
     let status;
     try {
-      cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      // npm rewrites its process title, which can turn argv into one space-separated string.
+      cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split(/[\0 ]+/);
       status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     } catch {
       return false;
