@@ -112,9 +112,10 @@ export class PretrainingLoader {
     const inputIds = new Int32Array(batchSize * seqLength).fill(this.padId);
     const attentionMask = new Uint8Array(batchSize * seqLength);
     const tokenTypeIds = new Uint8Array(batchSize * seqLength);
-    const epoch = this.epoch;
+    let epoch = this.epoch;
     for (let row = 0; row < batchSize; row++) {
       const example = this.nextExample();
+      if (row === 0) epoch = this.epoch;
       const offset = row * seqLength;
       inputIds.set(example.tokens, offset);
       attentionMask.fill(1, offset, offset + example.tokens.length);

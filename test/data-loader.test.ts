@@ -1,0 +1,125 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Batch, LoaderConfig, PretrainingLoader } from '../src/data/loader';
+import { Manifest, MANIFEST_FORMAT, MANIFEST_VERSION } from '../src/data/prepare';
+import { Random } from '../src/data/random';
+import { ShardWriter, shardFileName } from '../src/data/shard';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'camemberta-loader-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+const PAD = 0;
+const DOCUMENTS = 240;
+
+// Synthetic shards: document d's tokens are all 100 + d (3 shards of 80 documents).
+function writeDataset(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const random = new Random(99);
+  const shards: Manifest['shards'] = [];
+  let tokens = 0;
+  let sentences = 0;
+  for (let s = 0; s < 3; s++) {
+    const file = path.join(dir, shardFileName(s));
+    const writer = new ShardWriter(`${file}.partial`, file, 2, s * 80);
+    for (let d = s * 80; d < (s + 1) * 80; d++) {
+      const lengths = Int32Array.from({ length: random.randint(1, 8) }, () => random.randint(1, 40));
+      const ids = new Int32Array(lengths.reduce((a, b) => a + b, 0)).fill(100 + d);
+      writer.append(ids, lengths, Int32Array.of(lengths.length));
+    }
+    const header = writer.finish();
+    tokens += header.tokens;
+    sentences += header.sentences;
+    shards.push({ file: shardFileName(s), documents: header.documents, sentences: header.sentences, tokens: header.tokens, firstDocument: header.firstDocument, bytes: fs.statSync(file).size, sha256: `${s}`.repeat(64) });
+  }
+  const manifest = {
+    format: MANIFEST_FORMAT,
+    formatVersion: MANIFEST_VERSION,
+    tokenizer: { file: 'tokenizer/spm.model', sha256: 'f'.repeat(64), pieces: 8000, vocabSize: 8001, tokenWidth: 2, specialTokens: { pad: PAD, cls: 1, sep: 2, unk: 3, mask: 8000 }, specialTokenStrings: { pad: '[PAD]', cls: '[CLS]', sep: '[SEP]', unk: '[UNK]', mask: '[MASK]' } },
+    settings: { inputs: [], docsPerLine: false, maxLineChars: 100000, locale: 'fr', shardChars: 1, tokenizerSha256: 'f'.repeat(64) },
+    counts: { files: 1, emptyFiles: 0, inputBytes: 0, documents: DOCUMENTS, emptyDocuments: 0, invalidUtf8Replacements: 0, filesWithInvalidUtf8: 0, longLineSplits: 0, sentences, tokens, shards: 3, shardsReused: 0 },
+    shards,
+  } satisfies Manifest;
+  fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
+}
+
+const dataDir = path.join(tmp, 'data');
+writeDataset(dataDir);
+
+function config(overrides: Partial<LoaderConfig> = {}): LoaderConfig {
+  return { dataDir, examples: { mode: 'electra', maxSeqLength: 64 }, batchSize: 8, seed: 5, shuffleBuffer: 50, ...overrides };
+}
+
+function documentsOf(batch: Batch): number[] {
+  const found: number[] = [];
+  for (let i = 0; i < batch.inputIds.length; i++) if (batch.inputIds[i] >= 100) found.push(batch.inputIds[i] - 100);
+  return found;
+}
+
+test('batches are padded typed arrays with a mask, [CLS] first, and rows from one document each', () => {
+  const loader = PretrainingLoader.open(config());
+  for (let b = 0; b < 20; b++) {
+    const batch = loader.next();
+    assert.is(batch.inputIds.length, 8 * 64);
+    for (let row = 0; row < 8; row++) {
+      const ids = batch.inputIds.subarray(row * 64, (row + 1) * 64);
+      const mask = batch.attentionMask.subarray(row * 64, (row + 1) * 64);
+      assert.is(ids[0], 1);
+      const real = mask.reduce((a, m) => a + m, 0);
+      assert.ok(real >= 3 && real <= 64);
+      for (let i = real; i < 64; i++) assert.is(ids[i], PAD);
+      assert.is(ids[real - 1], 2);
+      assert.is(new Set(Array.from(ids.subarray(0, real)).filter((t) => t >= 100)).size, 1);
+    }
+  }
+});
+
+test('ranks read disjoint documents that together cover the corpus, every epoch', () => {
+  const worldSize = 3;
+  for (const epoch of [0, 1]) {
+    const seen: Set<number>[] = [];
+    for (let rank = 0; rank < worldSize; rank++) {
+      const loader = PretrainingLoader.open(config({ rank, worldSize, batchSize: 1, shuffleBuffer: 10 }));
+      const documents = new Set<number>();
+      for (let batch = loader.next(); batch.epoch <= epoch; batch = loader.next()) {
+        if (batch.epoch === epoch) documentsOf(batch).forEach((d) => documents.add(d));
+      }
+      seen.push(documents);
+    }
+    const union = new Set(seen.flatMap((s) => [...s]));
+    assert.is(union.size, DOCUMENTS, `epoch ${epoch}`);
+    assert.is(seen.reduce((sum, s) => sum + s.size, 0), DOCUMENTS, `ranks overlap in epoch ${epoch}`);
+  }
+});
+
+test('the same seed gives the same batches, another seed other batches; epochs differ in order', () => {
+  const take = (loader: PretrainingLoader, count: number) => Array.from({ length: count }, () => Array.from(loader.next().inputIds).join(','));
+  const a = take(PretrainingLoader.open(config()), 30);
+  const b = take(PretrainingLoader.open(config()), 30);
+  const c = take(PretrainingLoader.open(config({ seed: 6 })), 30);
+  assert.equal(a, b);
+  assert.not.equal(a, c);
+});
+
+test('a loader resumed from its state delivers exactly the batches of an uninterrupted one, across epochs', () => {
+  for (const examples of [{ mode: 'electra' as const, maxSeqLength: 64 }, { mode: 'full-sentences' as const, maxSeqLength: 128 }]) {
+    const uninterrupted = PretrainingLoader.open(config({ examples, rank: 1, worldSize: 2 }));
+    const all = Array.from({ length: 120 }, () => uninterrupted.next());
+    assert.ok(all[119].epoch >= 2, 'the run should cross epochs');
+    const first = PretrainingLoader.open(config({ examples, rank: 1, worldSize: 2 }));
+    for (let i = 0; i < 53; i++) first.next();
+    const state = JSON.parse(JSON.stringify(first.state()));
+    const resumed = PretrainingLoader.open(config({ examples, rank: 1, worldSize: 2 }), state);
+    for (let i = 53; i < 120; i++) {
+      const batch = resumed.next();
+      assert.equal(Array.from(batch.inputIds), Array.from(all[i].inputIds), `batch ${i}`);
+      assert.equal(Array.from(batch.attentionMask), Array.from(all[i].attentionMask));
+      assert.equal(Array.from(batch.tokenTypeIds), Array.from(all[i].tokenTypeIds));
+    }
+    assert.throws(() => PretrainingLoader.open(config({ examples, rank: 0, worldSize: 2 }), state), /cannot resume the data loader: rank 1\/2 vs 0\/2/);
+    assert.throws(() => PretrainingLoader.open(config({ examples: { ...examples, maxSeqLength: 32 }, rank: 1, worldSize: 2 }), state), /data or example settings changed/);
+  }
+});
+
+test.run();
