@@ -5,11 +5,11 @@
 // the encoder runs about 3x slower than native SentencePiece. `encodeMany` therefore encodes each
 // distinct space-separated word once, alone, and keeps its ids in a bounded cache. For a unigram model
 // that splits on whitespace this gives the ids of encoding the whole text: no piece spans a '▁'
-// boundary, so the Viterbi lattice decomposes at every word start. The exception is a word whose best
-// segmentations tie exactly (see mayTie): its text is encoded whole. A word's ids depend only on the
-// word, never on what was cached before, so the output is deterministic whatever the thread or order.
-// Checked id for id against Python sentencepiece in test/tokenizer.test.ts. Models without those
-// properties take the plain per-text path.
+// boundary, so the Viterbi lattice decomposes at every word start. The one exception is a word with
+// two best segmentations of exactly equal score (same pieces, other order; see mayTie), where the
+// winner depends on float rounding: encoding the word alone makes the choice depend on the word only,
+// so the output is deterministic whatever the threads or the cache state. Checked against Python
+// sentencepiece in test/tokenizer.test.ts. Models without those properties take the per-text path.
 import { SentencePieceProcessor } from 'sentencepiece-js';
 import { PieceType, SentencePieceModel, readSentencePieceModel } from './spm-model';
 
@@ -131,22 +131,17 @@ export class SentencePieceTokenizer {
     if (this.cache.size > this.maxCacheEntries) this.cache.clear();
     const parts: Int32Array[] = [];
     texts.forEach((text, i) => {
-      const words = text.split(' ');
-      let wordIds: Int32Array[] | undefined = [];
-      for (const word of words) {
+      const wordIds: Int32Array[] = [];
+      for (const word of text.split(' ')) {
         if (!word) continue;
         let ids = this.cache.get(word);
         if (ids === undefined) {
-          if (mayTie(word)) {
-            wordIds = undefined;
-            break;
-          }
           ids = this.encode(word);
           this.cache.set(word, ids);
         }
         wordIds.push(ids);
       }
-      const ids = wordIds ? concatInt32(wordIds) : this.encode(text);
+      const ids = concatInt32(wordIds);
       lengths[i] = ids.length;
       parts.push(ids);
     });
@@ -155,10 +150,10 @@ export class SentencePieceTokenizer {
 }
 
 /**
- * Whether a word may have two segmentations made of the same pieces in another order (equal scores,
- * so the winner depends on floating-point rounding of the text before it): that takes a repeat,
- * a square uu with |u| >= 2 ("abab") or a cube ccc ("III", "..."). Such words are never cached:
- * their text is encoded whole, as Python sentencepiece would.
+ * Whether a word may have two segmentations made of the same pieces in another order, which score
+ * the same: the winner then depends on floating-point rounding of everything before it in the text
+ * (and differs between the WebAssembly and native builds). That takes a repeat: a square uu with
+ * |u| >= 2 ("abab") or a cube ccc ("III", "000"). The tests use it to explain such differences.
  */
 export function mayTie(word: string): boolean {
   const n = word.length;

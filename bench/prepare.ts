@@ -1,0 +1,129 @@
+// npm run bench:prepare — tokenization throughput of our tokenizer (sentencepiece-js with the word
+// cache, worker threads over all cores) next to Python sentencepiece (native) on the same text in
+// the same run, then the whole prepare pipeline over fr-roman19.
+//   BENCH_MB=8 (text size), BENCH_THREADS=<cores>, BENCH_SKIP_PREPARE=1, PYTHON=...
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import { Worker } from 'worker_threads';
+import { trainTokenizer } from '../src/tokenizer/train';
+import { prepare } from '../src/data/prepare';
+
+const repoRoot = path.resolve(__dirname, '..', '..', '..');
+const corpusDir = path.join(repoRoot, '..', 'shared', 'data', 'fr-roman19');
+const megabytes = Number(process.env.BENCH_MB ?? 8);
+const threads = Number(process.env.BENCH_THREADS ?? os.availableParallelism());
+
+function python(): string {
+  if (process.env.PYTHON) return process.env.PYTHON;
+  const venv = path.join(repoRoot, '.venv', 'bin', 'python3');
+  return fs.existsSync(venv) ? venv : 'python3';
+}
+
+const PYTHON_BENCH = `
+import json, os, sys, time
+import sentencepiece as spm
+sp = spm.SentencePieceProcessor(model_file=sys.argv[1])
+lines = open(sys.argv[2], encoding="utf-8").read().split("\\n")
+size = os.path.getsize(sys.argv[2])
+result = {}
+for name, run in [("loop", lambda: [sp.encode(line) for line in lines]),
+                  ("batch", lambda: sp.encode(lines, num_threads=os.cpu_count()))]:
+    best = None
+    for _ in range(2):
+        start = time.perf_counter(); ids = run(); seconds = time.perf_counter() - start
+        best = seconds if best is None else min(best, seconds)
+    result[name] = {"seconds": best, "tokens": sum(len(x) for x in ids), "bytes": size}
+print(json.dumps(result))
+`;
+
+// Each worker encodes its share of the lines in batches with a fresh tokenizer (cold word cache).
+const WORKER = `
+const { parentPort, workerData } = require('worker_threads');
+const { SentencePieceTokenizer } = require(workerData.module);
+SentencePieceTokenizer.load(workerData.model).then((sp) => {
+  parentPort.on('message', (lines) => {
+    const start = process.hrtime.bigint();
+    let tokens = 0;
+    for (let i = 0; i < lines.length; i += 2000) tokens += sp.encodeMany(lines.slice(i, i + 2000)).ids.length;
+    parentPort.postMessage({ tokens, seconds: Number(process.hrtime.bigint() - start) / 1e9 });
+  });
+  parentPort.postMessage('ready');
+});
+`;
+
+async function ours(model: string, lines: string[]): Promise<{ seconds: number; tokens: number }> {
+  const workers = Array.from({ length: threads }, () => new Worker(WORKER, {
+    eval: true,
+    workerData: { model, module: path.join(__dirname, '..', 'src', 'tokenizer', 'sentencepiece.js') },
+  }));
+  await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('message', resolve))));
+  // Contiguous slices, as prepare hands out consecutive documents.
+  const share = Math.ceil(lines.length / threads);
+  const start = process.hrtime.bigint();
+  const results = await Promise.all(workers.map((worker, w) => new Promise<{ tokens: number }>((resolve) => {
+    worker.once('message', resolve);
+    worker.postMessage(lines.slice(w * share, (w + 1) * share));
+  })));
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  await Promise.all(workers.map((worker) => worker.terminate()));
+  return { seconds, tokens: results.reduce((sum, r) => sum + r.tokens, 0) };
+}
+
+function rate(bytes: number, tokens: number, seconds: number): string {
+  return `${(bytes / 1e6 / seconds).toFixed(2).padStart(6)} MB/s  ${(tokens / 1e6 / seconds).toFixed(2).padStart(5)} M tokens/s`;
+}
+
+async function main(): Promise<void> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'camemberta-bench-prepare-'));
+  try {
+    const files = fs.readdirSync(corpusDir).filter((name) => name.endsWith('.txt')).sort().map((name) => path.join(corpusDir, name));
+    process.stderr.write('training an 8,000-piece tokenizer on 4 novels...\n');
+    const tokenizerDir = path.join(work, 'tokenizer');
+    await trainTokenizer({ inputs: files.slice(0, 4), vocabSize: 8000, outputDir: tokenizerDir });
+    const model = path.join(tokenizerDir, 'spm.model');
+
+    // The benchmark text: novels the tokenizer did not see, up to BENCH_MB, one paragraph a line.
+    const lines: string[] = [];
+    let bytes = 0;
+    for (const file of files.slice(4)) {
+      for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+        if (bytes >= megabytes * 1e6) break;
+        lines.push(line);
+        bytes += Buffer.byteLength(line) + 1;
+      }
+    }
+    const textPath = path.join(work, 'text.txt');
+    fs.writeFileSync(textPath, lines.join('\n'));
+    bytes = fs.statSync(textPath).size;
+
+    const py = spawnSync(python(), ['-c', PYTHON_BENCH, model, textPath], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    if (py.status !== 0) throw new Error(`Python sentencepiece benchmark failed: ${py.stderr}`);
+    const reference = JSON.parse(py.stdout) as Record<'loop' | 'batch', { seconds: number; tokens: number }>;
+    const mine = await ours(model, lines);
+    if (mine.tokens !== reference.loop.tokens) process.stderr.write(`note: ${mine.tokens} tokens vs Python's ${reference.loop.tokens} (exact ties, see docs/DATA.md)\n`);
+
+    console.log(`tokenization of ${(bytes / 1e6).toFixed(1)} MB of fr-roman19 (${lines.length} lines), ${os.availableParallelism()} cores`);
+    console.log(`  ours, sentencepiece-js + word cache, ${threads} worker thread(s): ${rate(bytes, mine.tokens, mine.seconds)}`);
+    console.log(`  Python sentencepiece, encode() per line, 1 thread:     ${rate(bytes, reference.loop.tokens, reference.loop.seconds)}`);
+    console.log(`  Python sentencepiece, encode(list), ${os.cpus().length} threads:     ${rate(bytes, reference.batch.tokens, reference.batch.seconds)}`);
+    console.log(`  ratio ours / Python per line:  ${(reference.loop.seconds / mine.seconds).toFixed(2)}x`);
+    console.log(`  ratio ours / Python all cores: ${(reference.batch.seconds / mine.seconds).toFixed(2)}x  (target >= 1.0x)`);
+
+    if (!process.env.BENCH_SKIP_PREPARE) {
+      const totalBytes = files.reduce((sum, file) => sum + fs.statSync(file).size, 0);
+      const start = Date.now();
+      const manifest = await prepare({ inputs: [corpusDir], tokenizerPath: model, outputDir: path.join(work, 'shards'), shardSizeMB: 4 });
+      const seconds = (Date.now() - start) / 1000;
+      console.log(`prepare, whole fr-roman19 (${(totalBytes / 1e6).toFixed(1)} MB, sentence splitting + tokenization + shards): ${seconds.toFixed(1)} s, ${rate(totalBytes, manifest.counts.tokens, seconds)}`);
+    }
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: Error) => {
+  process.stderr.write(`bench:prepare: ${error.message}\n`);
+  process.exit(1);
+});
