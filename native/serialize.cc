@@ -1,11 +1,11 @@
-// The torch.save zip format for a flat dict of named tensors (what pytorch_model.bin is).
-// Written with a Pickler that does not tag aggregates, because torch.load(weights_only=True)
+// Writing the torch.save zip format for a flat dict of named tensors (what pytorch_model.bin is).
+// Reading is in TypeScript (src/tensor/torch-load.ts): libtorch's unpickler turns the
+// OrderedDict of a state_dict into None. Written with a Pickler that does not tag aggregates, because torch.load(weights_only=True)
 // rejects the restore_type_tag calls that torch::pickle_save emits.
 #include "handles.h"
 
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/serialization/export.h>
-#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickler.h>
 
 #include <fstream>
@@ -48,58 +48,10 @@ Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
   CAMEMBERTA_CATCH(env)
 }
 
-// loadTensors(path) -> [names[], handles[]] for a torch.save'd dict of tensors (nested dicts are
-// flattened with '.'); anything else in the file is an error naming the key.
-void flatten(Napi::Env env, const c10::IValue& value, const std::string& prefix, std::vector<std::string>& names,
-             std::vector<at::Tensor>& tensors, const std::string& path) {
-  if (value.isTensor()) {
-    names.push_back(prefix);
-    tensors.push_back(value.toTensor());
-    return;
-  }
-  if (value.isGenericDict()) {
-    for (const auto& entry : value.toGenericDict()) {
-      std::string key = entry.key().isString() ? entry.key().toStringRef() : entry.key().tagKind();
-      if (entry.key().isInt()) key = std::to_string(entry.key().toInt());
-      flatten(env, entry.value(), prefix.empty() ? key : prefix + "." + key, names, tensors, path);
-    }
-    return;
-  }
-  throw Napi::Error::New(env, path + ": entry '" + prefix + "' is a " + value.tagKind() + ", not a tensor");
-}
-
-Napi::Value LoadTensors(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  CAMEMBERTA_TRY
-  std::string path = info[0].As<Napi::String>();
-  c10::IValue value;
-  try {
-    caffe2::serialize::PyTorchStreamReader reader(path);
-    value = torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, reader);
-  } catch (const c10::Error& error) {
-    throw Napi::Error::New(env, path + ": not a readable torch.save file (" + error.what_without_backtrace() + ")");
-  }
-  std::vector<std::string> names;
-  std::vector<at::Tensor> tensors;
-  flatten(env, value, "", names, tensors, path);
-  auto nameArray = Napi::Array::New(env, names.size());
-  auto handleArray = Napi::Array::New(env, tensors.size());
-  for (size_t i = 0; i < names.size(); i++) {
-    nameArray.Set(static_cast<uint32_t>(i), Napi::String::New(env, names[i]));
-    handleArray.Set(static_cast<uint32_t>(i), tensorHandleValue(env, tensors[i]));
-  }
-  auto out = Napi::Array::New(env, 2);
-  out.Set(0u, nameArray);
-  out.Set(1u, handleArray);
-  return out;
-  CAMEMBERTA_CATCH(env)
-}
-
 }  // namespace
 
 void registerSerialization(Napi::Env env, Napi::Object exports) {
   exports.Set("saveTensors", Napi::Function::New(env, SaveTensors, "saveTensors"));
-  exports.Set("loadTensors", Napi::Function::New(env, LoadTensors, "loadTensors"));
 }
 
 }  // namespace camemberta

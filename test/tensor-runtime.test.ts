@@ -120,7 +120,7 @@ print(json.dumps({k: [str(v.dtype), list(v.shape), v.float().flatten().tolist()]
   });
   assert.equal(fs.readdirSync(directory), ['pytorch_model.bin'], 'no temporary file is left behind');
   fs.writeFileSync(path.join(directory, 'broken.bin'), 'not a zip');
-  assert.throws(() => loadTensors(path.join(directory, 'broken.bin')), /broken\.bin: not a readable torch\.save file/);
+  assert.throws(() => loadTensors(path.join(directory, 'broken.bin')), /broken\.bin: .*(zip|torch\.save)/);
   assert.throws(() => loadTensors(path.join(directory, 'missing.bin')), /missing\.bin: no such file/);
   fs.rmSync(directory, { recursive: true, force: true });
 });

@@ -5,4 +5,3 @@ export {
   toSafetensorsEntry, fromSafetensorsEntry, CONFIG_NAME, SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, PYTORCH_NAME, PYTORCH_INDEX_NAME,
 } from './pretrained';
 export type { SaveFormat, LoadingInfo, FromPretrainedOptions } from './pretrained';
-export { readTorchSave } from './torch-pickle';

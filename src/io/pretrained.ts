@@ -3,9 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as crypto from 'crypto';
-import { Tensor, DType, saveTensors, dispose } from '../tensor';
-import { readTorchSave } from './torch-pickle';
-import { tensorFromBytes } from './tensor-bytes';
+import { Tensor, DType, saveTensors, loadTensors, fromBytes, dispose } from '../tensor';
 import { describeResult, LoadStateDictResult, StateDictError } from '../nn';
 import { PreTrainedModule, ModelConfig, ModelInitOptions } from '../models/pretrained-module';
 import { ARCHITECTURES, BASE_ARCHITECTURE, createModel } from '../models/registry';
@@ -50,7 +48,7 @@ export function toSafetensorsEntry(t: Tensor, name = '<tensor>'): SafetensorsTen
 export function fromSafetensorsEntry(entry: SafetensorsTensor, name = '<tensor>', source = '<safetensors>'): Tensor {
   const dtype = FROM_SAFETENSORS[entry.dtype];
   if (!dtype) throw new Error(`${source}: tensor ${JSON.stringify(name)}: dtype ${entry.dtype} is not supported by libtorch here`);
-  return tensorFromBytes(dtype, entry.data, entry.shape);
+  return fromBytes(entry.data, dtype, entry.shape);
 }
 
 // ---- saving ------------------------------------------------------------------------------------
@@ -172,9 +170,7 @@ export function readCheckpoint(dir: string): { tensors: Map<string, Tensor>; fil
     return { tensors, file };
   }
   const bin = path.join(dir, PYTORCH_NAME);
-  // readTorchSave, not the addon's loadTensors: libtorch's unpickler cannot read an OrderedDict,
-  // which is what torch.save(model.state_dict()) writes.
-  if (fs.existsSync(bin)) return { tensors: readTorchSave(bin), file: bin };
+  if (fs.existsSync(bin)) return { tensors: loadTensors(bin), file: bin };
   const binIndex = path.join(dir, PYTORCH_INDEX_NAME);
   if (fs.existsSync(binIndex)) {
     const index = readJsonFile(binIndex) as { weight_map?: Record<string, string> };
@@ -184,7 +180,7 @@ export function readCheckpoint(dir: string): { tensors: Map<string, Tensor>; fil
     const tensors = new Map<string, Tensor>();
     for (const shard of new Set(Object.values(index.weight_map))) {
       if (typeof shard !== 'string' || shard !== path.basename(shard)) throw new Error(`${binIndex}: shard ${JSON.stringify(shard)} must be a file name in ${dir}`);
-      for (const [name, t] of readTorchSave(path.join(dir, shard))) tensors.set(name, t);
+      for (const [name, t] of loadTensors(path.join(dir, shard))) tensors.set(name, t);
     }
     return { tensors, file: binIndex };
   }

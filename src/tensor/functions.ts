@@ -137,6 +137,13 @@ export function randnLike<D extends DType>(like: Tensor<D>, options: FactoryOpti
   return wrap(callOp(op.randnLike, like.handle, optionalDtype(options.dtype), null, checkDevice(options.device), null, null));
 }
 
+/** A tensor holding a copy of raw little-endian element bytes (any dtype, half types included). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function fromBytes<D extends DType = any>(bytes: ArrayBufferView, dtype: D, shape: readonly number[],
+  options: { device?: Device | string } = {}): Tensor<D> {
+  return wrap(native.fromBuffer(bytes, dtypeCode(dtype), [...shape], checkDevice(options.device) ?? undefined));
+}
+
 type NestedNumbers = number | boolean | bigint | NestedNumbers[];
 
 function flattenNested(data: NestedNumbers, shape: number[], depth: number, out: (number | boolean | bigint)[]): void {
@@ -177,14 +184,16 @@ export function tensor<D extends DType = any>(data: NestedNumbers | ArrayBufferV
   let dtype: DType;
   let bytes: ArrayBufferView;
   let shape: number[];
+  if (ArrayBuffer.isView(data) && data instanceof Uint16Array && (options.dtype === 'float16' || options.dtype === 'bfloat16')) {
+    // raw 16-bit words, as toTypedArray() returns them for half types
+    return finish(fromBytes(data, options.dtype, options.shape ?? [data.length], { device: options.device }), options);
+  }
   if (ArrayBuffer.isView(data)) {
     const natural = dtypeOfTypedArray(data);
     dtype = options.dtype ?? natural;
     const length = data.byteLength / itemSize(natural);
     shape = options.shape ? [...options.shape] : [length];
     if (dtype === natural || (natural === 'uint8' && dtype === 'bool')) {
-      bytes = data;
-    } else if (itemSize(dtype) === itemSize(natural) && (dtype === 'float16' || dtype === 'bfloat16') && data instanceof Uint16Array) {
       bytes = data;
     } else {
       const created = tensor(data, { shape }) as Tensor;

@@ -41,7 +41,6 @@ export interface NativeAddon {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   callOp(op: number, ...args: any[]): any;
   saveTensors(path: string, names: string[], handles: number[]): void;
-  loadTensors(path: string): [string[], number[]];
   builtWithCuda: boolean;
   torchVersion: string;
 }

@@ -2,7 +2,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { native } from './native';
-import { Tensor, wrap } from './tensor';
+import { Tensor } from './tensor';
+import { readTorchSave } from './torch-load';
 
 /**
  * Writes tensors as a torch.save zip that torch.load(path, weights_only=True) accepts.
@@ -26,11 +27,10 @@ export function saveTensors(file: string, tensors: Map<string, Tensor> | Record<
   }
 }
 
-/** Reads a torch.save file holding a dict of tensors (nested dicts flattened with '.'). */
+/**
+ * Reads a torch.save file holding a dict or OrderedDict of tensors (nested dicts flattened with
+ * '.'), as fresh contiguous CPU tensors.
+ */
 export function loadTensors(file: string): Map<string, Tensor> {
-  if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
-  const [names, handles] = native.loadTensors(file);
-  const out = new Map<string, Tensor>();
-  names.forEach((name, i) => out.set(name, wrap(handles[i])));
-  return out;
+  return readTorchSave(file);
 }

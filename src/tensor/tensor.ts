@@ -45,7 +45,7 @@ const op = {
   varDim: aten('var.correction'), stdDim: aten('std.correction'), cumsum: aten('cumsum'),
   matmul: aten('matmul'), mm: aten('mm'), bmm: aten('bmm'),
   softmax: aten('softmax.int'), logSoftmax: aten('log_softmax.int'),
-  view: aten('view'), reshape: aten('reshape'), transpose: aten('transpose.int'), permute: aten('permute'),
+  view: aten('view'), viewDtype: aten('view.dtype'), reshape: aten('reshape'), transpose: aten('transpose.int'), permute: aten('permute'),
   contiguous: aten('contiguous'), expand: aten('expand'), expandAs: aten('expand_as'),
   unsqueeze: aten('unsqueeze'), squeeze: aten('squeeze'), squeezeDim: aten('squeeze.dim'),
   flatten: aten('flatten.using_ints'), narrow: aten('narrow'), select: aten('select.int'),
@@ -558,7 +558,13 @@ export class Tensor<D extends DType = any> {
 
   // ---- shape --------------------------------------------------------------------------
 
-  view(...shape: number[]): Tensor<D> { return wrap(call(op.view, this.handle, shape)); }
+  /** A view with another shape, or (given a dtype of the same width) the same bytes as that dtype. */
+  view(...shape: number[]): Tensor<D>;
+  view<T extends DType>(dtype: T): Tensor<T>;
+  view(...args: (number | DType)[]): Tensor {
+    if (typeof args[0] === 'string') return wrap(call(op.viewDtype, this.handle, dtypeCode(args[0])));
+    return wrap(call(op.view, this.handle, args));
+  }
   reshape(...shape: number[]): Tensor<D> { return wrap(call(op.reshape, this.handle, shape)); }
   viewAs(other: Tensor): Tensor<D> { return this.view(...other.shape); }
   transpose(dim0: number, dim1: number): Tensor<D> { return wrap(call(op.transpose, this.handle, dim0, dim1)); }

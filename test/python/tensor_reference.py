@@ -3,6 +3,7 @@
 Inputs are deterministic formulas (no RNG), rebuilt identically on the TypeScript side; every
 result is written with torch.save to the path given as argv[1] and read back by our loader.
 """
+import collections
 import sys
 
 import torch
@@ -74,7 +75,8 @@ def main(out):
     r["split1"] = x.split(2, 2)[1].contiguous()
     r["div_floor"] = torch.div(x * 3, 2, rounding_mode="floor")
     r["bf16_roundtrip"] = x.to(torch.bfloat16)
-    torch.save(r, out)
+    # An OrderedDict, as torch.save(model.state_dict()) writes (libtorch's C++ unpickler cannot read it).
+    torch.save(collections.OrderedDict(r), out)
 
 
 if __name__ == "__main__":

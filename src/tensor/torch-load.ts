@@ -1,8 +1,8 @@
-// Reading pytorch_model.bin files (torch.save zip archives of a dict of tensors) in TypeScript.
+// Reading torch.save zip archives of a dict of tensors (pytorch_model.bin) in TypeScript.
 //
-// Why not the addon's loadTensors: libtorch's C++ unpickler replaces collections.OrderedDict by
-// None (it only expects one inside tensor metadata), and torch.save(model.state_dict()), which is
-// what transformers' save_pretrained wrote for years, pickles exactly an OrderedDict.
+// Why not libtorch's C++ unpickler: it replaces collections.OrderedDict by None (it only expects
+// one inside tensor metadata), and torch.save(model.state_dict()), which is what transformers'
+// save_pretrained wrote for years, pickles exactly an OrderedDict.
 //
 // Format: a zip archive (entries stored, not compressed) holding `<archive>/data.pkl`, a pickle
 // whose tensors are `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` calls
@@ -10,8 +10,9 @@
 // `<archive>/data/<key>` holding each storage's raw little-endian bytes. Only what state dicts
 // use is implemented; anything else is an error naming the file.
 import * as fs from 'fs';
-import { Tensor, DType, itemSize } from '../tensor';
-import { tensorFromBytes } from './tensor-bytes';
+import { Tensor } from './tensor';
+import { DType, itemSize } from './dtype';
+import { fromBytes } from './functions';
 
 const STORAGE_DTYPES: Record<string, DType> = {
   FloatStorage: 'float32', DoubleStorage: 'float64', HalfStorage: 'float16', BFloat16Storage: 'bfloat16',
@@ -187,6 +188,7 @@ function unpickle(data: Buffer, file: string): unknown {
  * each a fresh contiguous CPU tensor; tensors sharing a storage (tied weights) are copies.
  */
 export function readTorchSave(file: string): Map<string, Tensor> {
+  if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
   const bytes = fs.readFileSync(file);
   const entries = readZipEntries(bytes, file);
   const pickleName = [...entries.keys()].find((name) => name.endsWith('/data.pkl') || name === 'data.pkl');
@@ -202,7 +204,7 @@ export function readTorchSave(file: string): Map<string, Tensor> {
       if (!flat) {
         const raw = entries.get(`${archive}data/${storage.key}`);
         if (!raw) throw new Error(`${file}: storage ${storage.key} of ${prefix} is missing from the archive`);
-        flat = tensorFromBytes(storage.dtype, raw, [raw.length / itemSize(storage.dtype)]);
+        flat = fromBytes(raw, storage.dtype, [raw.length / itemSize(storage.dtype)]);
         storages.set(storage.key, flat);
       }
       const strided = flat.asStrided(value.size, value.stride, value.offset);
