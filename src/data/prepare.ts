@@ -6,7 +6,7 @@
 // and written strictly in corpus order: the output depends only on the inputs, the tokenizer and the
 // settings, never on timing or thread count.
 import { createHash } from 'crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { loadTokenizer } from '../tokenizer/index';
 import { CorpusStats, emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
@@ -88,7 +88,16 @@ function writeJsonAtomically(path: string, value: unknown): void {
 }
 
 function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
+  // In 8 MB pieces: a shard can be larger than is worth holding in memory.
+  const hash = createHash('sha256');
+  const buffer = Buffer.alloc(8 << 20);
+  const fd = openSync(path, 'r');
+  try {
+    for (let read = readSync(fd, buffer); read > 0; read = readSync(fd, buffer)) hash.update(buffer.subarray(0, read));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }
 
 export async function prepare(options: PrepareOptions): Promise<Manifest> {
