@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // prepare.js: corpus -> tokenized binary shards + manifest.json, for pretraining (docs/DATA.md).
 import { statSync } from 'fs';
-import { availableParallelism } from 'os';
 import { createProgram, parseInteger, parseNumber, runProgram } from './cli/args';
 import { createThroughputProgress } from './cli/progress';
 import { listCorpusFiles } from './data/corpus';
@@ -13,13 +12,13 @@ program
   .requiredOption('--input <paths...>', 'corpus files or directories (.txt, .txt.gz, .jsonl with a "text" field, .jsonl.gz)')
   .requiredOption('--tokenizer <path>', 'SentencePiece model (spm.model); special tokens are read from it and the HF files beside it')
   .requiredOption('--output <dir>', 'directory for shard-NNNNN.bin, manifest.json and a copy of the tokenizer')
-  .option('--docs-per-line', 'each line of a .txt file is a document (default: blank lines separate documents)', false)
+  .option('--docs-per-line', 'each line of a .txt file is a document (default: blank lines separate documents)')
   .option('--max-line-chars <n>', 'lines longer than this are split at a space (counted in the manifest)', parseInteger('--max-line-chars', 1000), 100_000)
   .option('--shard-size-mb <n>', 'raw text per shard, millions of characters', parseNumber('--shard-size-mb', 0.001), 256)
-  .option('--threads <n>', 'tokenizer worker threads', parseInteger('--threads', 1), availableParallelism())
+  .option('--threads <n>', 'tokenizer worker threads (default: all cores)', parseInteger('--threads', 1))
   .option('--locale <locale>', 'locale of the sentence splitter', 'fr')
-  .option('--overwrite', 'replace shards prepared with other inputs, tokenizer or settings instead of refusing', false)
-  .option('--quiet', 'no progress on stderr', false)
+  .option('--overwrite', 'replace shards prepared with other inputs, tokenizer or settings instead of refusing')
+  .option('--quiet', 'no progress on stderr')
   .addHelpText('after', '\nSequence length and example building (ELECTRA pairs or full-sentence packing) are chosen when\nthe shards are read for training, so one preparation serves both the 128 and the 512 phase.')
   .action(async (options) => {
     const files = listCorpusFiles(options.input);

@@ -21,10 +21,10 @@ program
   .option('--max-sentences <n>', 'sentences SentencePiece samples from the corpus for training', parseInteger('--max-sentences', 1), 10_000_000)
   .option('--seed <n>', 'seed of SentencePiece\'s sentence sampling', parseInteger('--seed', 0), 42)
   .option('--threads <n>', 'trainer threads (default: all cores)', parseInteger('--threads', 1))
-  .option('--byte-fallback', 'spell unknown characters as UTF-8 byte pieces instead of [UNK]', false)
-  .option('--docs-per-line', 'each line of a .txt file is a document (default: blank lines separate documents)', false)
+  .option('--byte-fallback', 'spell unknown characters as UTF-8 byte pieces instead of [UNK]')
+  .option('--docs-per-line', 'each line of a .txt file is a document (default: blank lines separate documents)')
   .option('--locale <locale>', 'locale of the sentence splitter', 'fr')
-  .option('--quiet', 'no progress or SentencePiece log on stderr', false)
+  .option('--quiet', 'no progress or SentencePiece log on stderr')
   .action(async (options) => {
     if (!NORMALIZATION_RULES.includes(options.normalization)) {
       throw new Error(`--normalization must be one of ${NORMALIZATION_RULES.join(', ')}`);
