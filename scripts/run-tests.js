@@ -2,7 +2,7 @@
 'use strict';
 // Runs every compiled uvu test file (build/ts/test/**/*.test.js), each in its own process so a
 // native crash names its file, and ends with the line CI counts: "N passed, N failed".
-//   node scripts/run-tests.js [filter]    only files whose path contains filter
+//   node scripts/run-tests.js [filter]    only files whose path contains filter (or, comma-separated, one of several)
 const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
@@ -20,7 +20,8 @@ function collect(dir) {
   }).sort();
 }
 
-const files = collect(testRoot).filter((f) => f.includes(filter));
+const filters = filter.split(',').filter(Boolean);
+const files = collect(testRoot).filter((f) => filters.length === 0 || filters.some((part) => f.includes(part)));
 if (files.length === 0) {
   console.error(`no test files under ${path.relative(root, testRoot)} matching '${filter}' (did 'tsc -p test' run?)`);
   console.log('0 passed, 1 failed');
