@@ -1,0 +1,2 @@
+export { AdamW, isBiasOrLayerNorm } from './adamw';
+export type { AdamWOptions } from './adamw';
