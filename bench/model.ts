@@ -3,8 +3,7 @@
 // Environment: BENCH_DEVICE=cpu|cuda, BENCH_AUTOCAST=bfloat16|float16 (off by default),
 // BENCH_SEQ (128), BENCH_BATCH (8 on CPU, 64 on CUDA), BENCH_LAYERS (4), BENCH_HIDDEN (256), BENCH_STEPS.
 import { spawnSync } from 'child_process';
-import * as path from 'path';
-import * as fs from 'fs';
+import { median, pythonExecutable } from './common';
 import {
   Generator, randint, ones, tidy, crossEntropy, setNumThreads, getNumThreads, synchronize, autocast, torchVersion,
   Tensor,
@@ -29,16 +28,7 @@ const config = tinyDebertaConfig({
   architectures: ['DebertaV2ForMaskedLM'],
 });
 
-function pythonExecutable(): string {
-  if (process.env.PYTHON) return process.env.PYTHON;
-  const venv = path.resolve(__dirname, '..', '..', '..', '.venv', 'bin', 'python3');
-  return fs.existsSync(venv) ? venv : 'python3';
-}
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 const sync = device === 'cuda' ? () => synchronize() : () => undefined;
 const model = new DebertaV2ForMaskedLM(config, { generator: new Generator({ seed: 0 }) });

@@ -2,21 +2,11 @@
 // timed from Node and from Python torch in the same run (the ratio is the figure that matters:
 // both sides call the same libtorch kernels).
 import { spawnSync } from 'child_process';
-import * as path from 'path';
-import * as fs from 'fs';
+import { median, pythonExecutable } from './common';
 import { native } from '../src/tensor/native';
 import { aten, callOp, randn, zeros, tidy, setNumThreads, getNumThreads, liveTensorCount, torchVersion, synchronize } from '../src';
 
-function pythonExecutable(): string {
-  if (process.env.PYTHON) return process.env.PYTHON;
-  const venv = path.resolve(__dirname, '..', '..', '..', '.venv', 'bin', 'python3');
-  return fs.existsSync(venv) ? venv : 'python3';
-}
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 const threads = Number(process.env.BENCH_THREADS ?? getNumThreads());
 // BENCH_DEVICE=cuda times the matmul on the GPU (with a synchronize per product, both sides).

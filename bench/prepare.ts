@@ -1,12 +1,16 @@
-// npm run bench:prepare — tokenization throughput of our tokenizer (sentencepiece-js with the word
-// cache, worker threads over all cores) next to Python sentencepiece (native) on the same text in
-// the same run, then the whole prepare pipeline over fr-roman19.
-//   BENCH_MB=8 (text size), BENCH_THREADS=<cores>, BENCH_SKIP_PREPARE=1, PYTHON=...
+// npm run bench:prepare — tokenization throughput of our tokenizer (encodeMany with the word cache,
+// worker threads over all cores; the default backend, native libsentencepiece when built, and the
+// sentencepiece-js fallback) next to Python sentencepiece on the same text in the same run (one
+// thread per line, and its own multi-threaded batch encode), then the whole prepare over fr-roman19.
+// Every figure is the median of 3 runs; ours start each run with fresh workers (cold word caches).
+//   BENCH_MB=8 (text size), BENCH_THREADS=<cores>, BENCH_SKIP_PREPARE=1, PYTHON=...,
+//   CAMEMBERTA_SENTENCEPIECE=native|wasm (the default backend)
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { Worker } from 'worker_threads';
+import { BACKEND_ENV, SentencePieceBackend, SentencePieceTokenizer } from '../src/tokenizer/sentencepiece';
 import { trainTokenizer } from '../src/tokenizer/train';
 import { prepare } from '../src/data/prepare';
 
@@ -14,6 +18,7 @@ const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const corpusDir = path.join(repoRoot, '..', 'shared', 'data', 'fr-roman19');
 const megabytes = Number(process.env.BENCH_MB ?? 8);
 const threads = Number(process.env.BENCH_THREADS ?? os.availableParallelism());
+const RUNS = 3;
 
 function python(): string {
   if (process.env.PYTHON) return process.env.PYTHON;
@@ -27,14 +32,13 @@ import sentencepiece as spm
 sp = spm.SentencePieceProcessor(model_file=sys.argv[1])
 lines = open(sys.argv[2], encoding="utf-8").read().split("\\n")
 size = os.path.getsize(sys.argv[2])
-result = {}
+result = {"version": spm.__version__}
 for name, run in [("loop", lambda: [sp.encode(line) for line in lines]),
                   ("batch", lambda: sp.encode(lines, num_threads=os.cpu_count()))]:
-    best = None
-    for _ in range(2):
-        start = time.perf_counter(); ids = run(); seconds = time.perf_counter() - start
-        best = seconds if best is None else min(best, seconds)
-    result[name] = {"seconds": best, "tokens": sum(len(x) for x in ids), "bytes": size}
+    times = []
+    for _ in range(${RUNS}):
+        start = time.perf_counter(); ids = run(); times.append(time.perf_counter() - start)
+    result[name] = {"seconds": sorted(times)[len(times) // 2], "tokens": sum(len(x) for x in ids), "bytes": size}
 print(json.dumps(result))
 `;
 
@@ -42,8 +46,8 @@ print(json.dumps(result))
 const WORKER = `
 const { parentPort, workerData } = require('worker_threads');
 const { SentencePieceTokenizer } = require(workerData.module);
-SentencePieceTokenizer.load(workerData.model).then((sp) => {
-  parentPort.on('message', (lines) => {
+SentencePieceTokenizer.load(workerData.model, { backend: workerData.backend }).then((sp) => {
+  parentPort.once('message', (lines) => {
     const start = process.hrtime.bigint();
     let tokens = 0;
     for (let i = 0; i < lines.length; i += 2000) tokens += sp.encodeMany(lines.slice(i, i + 2000)).ids.length;
@@ -53,10 +57,10 @@ SentencePieceTokenizer.load(workerData.model).then((sp) => {
 });
 `;
 
-async function ours(model: string, lines: string[]): Promise<{ seconds: number; tokens: number }> {
+async function oursOnce(model: string, backend: SentencePieceBackend, lines: string[]): Promise<{ seconds: number; tokens: number }> {
   const workers = Array.from({ length: threads }, () => new Worker(WORKER, {
     eval: true,
-    workerData: { model, module: path.join(__dirname, '..', 'src', 'tokenizer', 'sentencepiece.js') },
+    workerData: { model, backend, module: path.join(__dirname, '..', 'src', 'tokenizer', 'sentencepiece.js') },
   }));
   await Promise.all(workers.map((worker) => new Promise((resolve) => worker.once('message', resolve))));
   // Contiguous slices, as prepare hands out consecutive documents.
@@ -69,6 +73,12 @@ async function ours(model: string, lines: string[]): Promise<{ seconds: number; 
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   await Promise.all(workers.map((worker) => worker.terminate()));
   return { seconds, tokens: results.reduce((sum, r) => sum + r.tokens, 0) };
+}
+
+async function ours(model: string, backend: SentencePieceBackend, lines: string[]): Promise<{ seconds: number; tokens: number }> {
+  const runs: { seconds: number; tokens: number }[] = [];
+  for (let run = 0; run < RUNS; run++) runs.push(await oursOnce(model, backend, lines));
+  return runs.sort((a, b) => a.seconds - b.seconds)[Math.floor(RUNS / 2)];
 }
 
 function rate(bytes: number, tokens: number, seconds: number): string {
@@ -100,23 +110,40 @@ async function main(): Promise<void> {
 
     const py = spawnSync(python(), ['-c', PYTHON_BENCH, model, textPath], { encoding: 'utf8', maxBuffer: 1 << 26 });
     if (py.status !== 0) throw new Error(`Python sentencepiece benchmark failed: ${py.stderr}`);
-    const reference = JSON.parse(py.stdout) as Record<'loop' | 'batch', { seconds: number; tokens: number }>;
-    const mine = await ours(model, lines);
+    const reference = JSON.parse(py.stdout) as { version: string } & Record<'loop' | 'batch', { seconds: number; tokens: number }>;
+    // The default backend (what prepare uses), then the other one when it is available.
+    const probe = await SentencePieceTokenizer.load(model);
+    const backends: SentencePieceBackend[] = [probe.backend];
+    if (probe.backend === 'native') backends.push('wasm');
+    const results = new Map<SentencePieceBackend, { seconds: number; tokens: number; description: string }>();
+    for (const backend of backends) {
+      const description = backend === probe.backend ? probe.backendDescription : (await SentencePieceTokenizer.load(model, { backend })).backendDescription;
+      results.set(backend, { ...await ours(model, backend, lines), description });
+    }
+    const mine = results.get(probe.backend)!;
     if (mine.tokens !== reference.loop.tokens) process.stderr.write(`note: ${mine.tokens} tokens vs Python's ${reference.loop.tokens} (exact ties, see docs/DATA.md)\n`);
 
-    console.log(`tokenization of ${(bytes / 1e6).toFixed(1)} MB of fr-roman19 (${lines.length} lines), ${os.availableParallelism()} cores`);
-    console.log(`  ours, sentencepiece-js + word cache, ${threads} worker thread(s): ${rate(bytes, mine.tokens, mine.seconds)}`);
-    console.log(`  Python sentencepiece, encode() per line, 1 thread:     ${rate(bytes, reference.loop.tokens, reference.loop.seconds)}`);
-    console.log(`  Python sentencepiece, encode(list), ${os.cpus().length} threads:     ${rate(bytes, reference.batch.tokens, reference.batch.seconds)}`);
-    console.log(`  ratio ours / Python per line:  ${(reference.loop.seconds / mine.seconds).toFixed(2)}x`);
-    console.log(`  ratio ours / Python all cores: ${(reference.batch.seconds / mine.seconds).toFixed(2)}x  (target >= 1.0x)`);
+    const pad = (label: string) => label.padEnd(62);
+    console.log(`tokenization of ${(bytes / 1e6).toFixed(1)} MB of fr-roman19 (${lines.length} lines), ${os.availableParallelism()} cores, median of ${RUNS} runs`);
+    console.log(`backend: ${probe.backendDescription} (set ${BACKEND_ENV}=native|wasm to choose)`);
+    for (const [backend, result] of results) {
+      const label = `  ours${backend === probe.backend ? '' : ' (fallback)'}, ${result.description}, ${threads} worker thread${threads === 1 ? '' : 's'}:`;
+      console.log(`${pad(label)} ${rate(bytes, result.tokens, result.seconds)}`);
+    }
+    console.log(`${pad(`  Python sentencepiece ${reference.version}, encode() per line, 1 thread:`)} ${rate(bytes, reference.loop.tokens, reference.loop.seconds)}`);
+    console.log(`${pad(`  Python sentencepiece ${reference.version}, encode(list, num_threads=${os.cpus().length}):`)} ${rate(bytes, reference.batch.tokens, reference.batch.seconds)}`);
+    console.log(`  ratio ours (${probe.backend}) / Python per line, 1 thread: ${(reference.loop.seconds / mine.seconds).toFixed(2)}x`);
+    console.log(`  ratio ours (${probe.backend}) / Python batch, all cores:   ${(reference.batch.seconds / mine.seconds).toFixed(2)}x  (target >= 1.0x)`);
 
     if (!process.env.BENCH_SKIP_PREPARE) {
       const totalBytes = files.reduce((sum, file) => sum + fs.statSync(file).size, 0);
       const start = Date.now();
-      const manifest = await prepare({ inputs: [corpusDir], tokenizerPath: model, outputDir: path.join(work, 'shards'), shardSizeMB: 4 });
+      let setup = '';
+      const manifest = await prepare({
+        inputs: [corpusDir], tokenizerPath: model, outputDir: path.join(work, 'shards'), shardSizeMB: 4, onInfo: (message) => { setup = message; },
+      });
       const seconds = (Date.now() - start) / 1000;
-      console.log(`prepare, whole fr-roman19 (${(totalBytes / 1e6).toFixed(1)} MB, sentence splitting + tokenization + shards): ${seconds.toFixed(1)} s, ${rate(totalBytes, manifest.counts.tokens, seconds)}`);
+      console.log(`prepare, whole fr-roman19 (${(totalBytes / 1e6).toFixed(1)} MB, sentence splitting + tokenization + shards; ${setup}): ${seconds.toFixed(1)} s, ${rate(totalBytes, manifest.counts.tokens, seconds)}`);
     }
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
