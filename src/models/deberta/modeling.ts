@@ -8,7 +8,7 @@
 //
 // Shapes: B batch, L sequence length, H hidden size, N heads, d head size, E embedding size,
 // V vocabulary, S attention span (position_buckets, or max_relative_positions without buckets).
-import { Tensor, Generator, tensor, crossEntropy, zeros, arange, full, where, IndexDType, keep } from '../../tensor';
+import { Tensor, Generator, tensor, crossEntropy, zeros, arange, full, where, IndexDType, keep, tidy } from '../../tensor';
 import { Module, Parameter, Linear, Embedding, LayerNorm, Dropout, Conv1d } from '../../nn';
 import { PreTrainedModule, ModelInitOptions, initializeModel } from '../pretrained-module';
 import { activation, lowestValue } from '../activations';
@@ -76,27 +76,17 @@ export class DebertaV2Embeddings extends Module {
  * HF's exact order, because ceil() of a float32 log makes the result sensitive to the last bit.
  */
 export function relativePositionBuckets(length: number, bucketSize: number, maxPosition: number): number[] {
-  const r = arange(-(length - 1), length); // int64
-  if (!(bucketSize > 0 && maxPosition > 0)) {
-    const plain = Array.from(r.toTypedArray() as BigInt64Array, Number);
-    r.dispose();
-    return plain;
-  }
-  const mid = Math.floor(bucketSize / 2);
-  const owned: Tensor[] = [r];
-  const own = <T extends Tensor>(t: T): T => { owned.push(t); return t; };
-  try {
-    const sign = own(r.sign());
-    const inner = own(own(r.lt(mid)).logicalAnd(own(r.gt(-mid))));
-    const absPos = own(where(inner, own(full([], mid - 1, { dtype: 'int64' })), own(r.abs())));
-    const logDenominator = own(own(full([], (maxPosition - 1) / mid)).log()); // torch.log(torch.tensor(float)) in float32
-    const logPos = own(own(own(own(own(absPos.div(mid)).log()).div(logDenominator)).mul(mid - 1)).ceil()).add(mid);
-    own(logPos);
-    const bucket = own(where(own(absPos.le(mid)), own(r.to('float32')), own(logPos.mul(own(sign.to('float32'))))));
-    return Array.from(own(bucket.to('int64')).toTypedArray() as BigInt64Array, Number);
-  } finally {
-    for (const t of owned) t.dispose();
-  }
+  return tidy(() => {
+    const r = arange(-(length - 1), length); // int64
+    if (!(bucketSize > 0 && maxPosition > 0)) return Array.from(r.toTypedArray() as BigInt64Array, Number);
+    const mid = Math.floor(bucketSize / 2);
+    const inner = r.lt(mid).logicalAnd(r.gt(-mid));
+    const absPos = where(inner, full([], mid - 1, { dtype: 'int64' }), r.abs());
+    const logDenominator = full([], (maxPosition - 1) / mid).log(); // torch.log(torch.tensor(float)) in float32
+    const logPos = absPos.div(mid).log().div(logDenominator).mul(mid - 1).ceil().add(mid);
+    const bucket = where(absPos.le(mid), r.to('float32'), logPos.mul(r.sign().to('float32')));
+    return Array.from(bucket.to('int64').toTypedArray() as BigInt64Array, Number);
+  });
 }
 
 /**
