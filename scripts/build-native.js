@@ -47,7 +47,7 @@ function upToDate(output) {
   if (!fs.existsSync(output)) return false;
   const built = fs.statSync(output).mtimeMs;
   const inputs = [path.join(root, 'CMakeLists.txt'),
-    ...fs.readdirSync(path.join(root, 'native')).map((f) => path.join(root, 'native', f))];
+    ...['native', 'native-sentencepiece'].flatMap((dir) => fs.readdirSync(path.join(root, dir)).map((f) => path.join(root, dir, f)))];
   return inputs.every((f) => fs.statSync(f).mtimeMs <= built);
 }
 

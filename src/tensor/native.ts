@@ -2,6 +2,7 @@
 // src/tensor/ talks to this object; everything above uses the typed Tensor API.
 import * as path from 'path';
 import * as fs from 'fs';
+import { packageRoot } from '../package-root';
 
 export interface NativeAddon {
   dispose(handle: number): void;
@@ -45,21 +46,15 @@ export interface NativeAddon {
   torchVersion: string;
 }
 
-function packageRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    const manifest = path.join(dir, 'package.json');
-    if (fs.existsSync(manifest) && JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'camemberta') return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`camemberta: cannot find the package root above ${__dirname}`);
-    dir = parent;
-  }
-}
-
 function load(): NativeAddon {
   const root = packageRoot();
   try {
-    // node-gyp-build looks in build/Release, then prebuilds/<platform>-<arch>/.
+    // build/Release also holds camemberta_sentencepiece.node (the tokenizer's addon), and
+    // node-gyp-build takes the first .node file there: name ours. node-gyp-build remains for
+    // prebuilds/<platform>-<arch>/.
+    const built = path.join(root, 'build', 'Release', 'camemberta.node');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    if (fs.existsSync(built)) return require(built) as NativeAddon;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require('node-gyp-build')(root) as NativeAddon;
   } catch (error) {
