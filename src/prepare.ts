@@ -40,6 +40,7 @@ program
       locale: options.locale,
       overwrite: options.overwrite,
       onWarning: (message) => progress.log(`warning: ${message}`),
+      onInfo: (message) => { if (!options.quiet) progress.log(`prepare.js: ${message}`); },
       onBytes: (bytes) => progress.addBytes(bytes),
       onTokens: (tokens) => progress.addTokens(tokens),
     });

@@ -8,7 +8,7 @@ import { trainTokenizer } from '../src/tokenizer/train';
 import {
   SentencePieceTokenizer, SpecialTokenError, checkAgainstModelConfig, loadTokenizer, readSentencePieceModel, resolveSpecialTokens,
 } from '../src/tokenizer/index';
-import { mayTie } from '../src/tokenizer/sentencepiece';
+import { BACKEND_ENV, SentencePieceBackend, loadNativeSentencePiece, mayTie } from '../src/tokenizer/sentencepiece';
 import { repoRoot, runPython, pythonScript } from './helpers/python';
 
 const corpusDir = path.join(repoRoot, '..', 'shared', 'data', 'fr-roman19');
@@ -19,6 +19,10 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'camemberta-tokenizer-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 const tokenizerDir = path.join(tmp, 'trained');
 const spmReference = pythonScript('spm_reference.py');
+// The native backend is tested where its addon is built (scripts/setup.sh installs libsentencepiece-dev).
+const nativeAvailable = loadNativeSentencePiece().addon !== undefined;
+const backends: SentencePieceBackend[] = nativeAvailable ? ['native', 'wasm'] : ['wasm'];
+const testNative = nativeAvailable ? test : test.skip;
 
 // At least 10,000 lines the trainer never saw, as they are in the files (paragraphs, untrimmed).
 const heldOutLines = heldOutFiles.flatMap((file) => fs.readFileSync(file, 'utf8').split('\n')).slice(0, 12_000);
@@ -59,42 +63,98 @@ test('the model parser agrees with Python sentencepiece on every piece, score, k
     [reference.unk, reference.bos, reference.eos, reference.pad]);
 });
 
-test('encodeMany on >= 10,000 unseen fr-roman19 lines: the ids of Python sentencepiece, except exact ties', async () => {
-  const sp = await SentencePieceTokenizer.load(path.join(tokenizerDir, 'spm.model'));
-  assert.ok(sp.usesWordCache);
-  const { ids, lengths } = sp.encodeMany(heldOutLines);
-  const ours: Int32Array[] = [];
+let pythonHeldOut: string[] | undefined;
+function pythonIdsOfHeldOutLines(): string[] {
+  pythonHeldOut ??= runPython([spmReference, 'encode', path.join(tokenizerDir, 'spm.model'), heldOutPath]).stdout.split('\n');
+  return pythonHeldOut;
+}
+
+function splitBatch({ ids, lengths }: { ids: Int32Array; lengths: Int32Array }): Int32Array[] {
+  const out: Int32Array[] = [];
   let offset = 0;
   for (const length of lengths) {
-    ours.push(ids.subarray(offset, offset + length));
+    out.push(ids.subarray(offset, offset + length));
     offset += length;
   }
-  const python = runPython([spmReference, 'encode', path.join(tokenizerDir, 'spm.model'), heldOutPath]).stdout.split('\n');
-  const sorted = (list: number[]) => [...list].sort((a, b) => a - b).join(' ');
-  let identical = 0;
-  const ties: number[] = [];
-  heldOutLines.forEach((line, i) => {
-    const reference = python[i] === '' ? [] : python[i].split(' ').map(Number);
-    const mine = Array.from(ours[i]);
-    const wholeLine = Array.from(sp.encode(line));
-    if (mine.join(' ') === reference.join(' ') && wholeLine.join(' ') === reference.join(' ')) {
-      identical += 1;
-      return;
-    }
-    // A difference is allowed only where two segmentations have the same pieces in another order
-    // (equal scores: the winner depends on float rounding, which differs between WebAssembly and
-    // native builds and with the text before the word): same multiset of ids, same decoded text,
-    // and a word with a repeat.
-    for (const [name, candidate] of [['word cache', mine], ['whole line', wholeLine]] as const) {
-      assert.is(sorted(candidate), sorted(reference), `line ${i} (${name}) differs by more than a tie: ${line.slice(0, 120)}`);
-      assert.is(sp.decode(candidate), sp.decode(reference));
-    }
-    ties.push(i);
+  return out;
+}
+
+for (const backend of backends) {
+  test(`encodeMany (${backend}) on >= 10,000 unseen fr-roman19 lines: the ids of Python sentencepiece, except exact ties`, async () => {
+    const sp = await SentencePieceTokenizer.load(path.join(tokenizerDir, 'spm.model'), { backend });
+    assert.is(sp.backend, backend);
+    assert.ok(sp.usesWordCache);
+    const ours = splitBatch(sp.encodeMany(heldOutLines));
+    const python = pythonIdsOfHeldOutLines();
+    const sorted = (list: number[]) => [...list].sort((a, b) => a - b).join(' ');
+    let identical = 0;
+    const ties: number[] = [];
+    heldOutLines.forEach((line, i) => {
+      const reference = python[i] === '' ? [] : python[i].split(' ').map(Number);
+      const mine = Array.from(ours[i]);
+      const wholeLine = Array.from(sp.encode(line));
+      if (mine.join(' ') === reference.join(' ') && wholeLine.join(' ') === reference.join(' ')) {
+        identical += 1;
+        return;
+      }
+      // A difference is allowed only where two segmentations have the same pieces in another order
+      // (equal scores): same multiset of ids, same decoded text, and a word with a repeat. The winner
+      // depends on the text before the word (float rounding of the running score) and on the
+      // SentencePiece version: 0.1.97 (libsentencepiece, sentencepiece-js) breaks some ties ("III":
+      // II|I) the other way from Python's 0.2.2 (I|II).
+      for (const [name, candidate] of [['word cache', mine], ['whole line', wholeLine]] as const) {
+        assert.is(sorted(candidate), sorted(reference), `line ${i} (${name}) differs by more than a tie: ${line.slice(0, 120)}`);
+        assert.is(sp.decode(candidate), sp.decode(reference));
+      }
+      ties.push(i);
+    });
+    assert.ok(heldOutLines.length >= 10_000);
+    assert.ok(identical >= 10_000, `${identical} identical lines`);
+    assert.ok(ties.length <= heldOutLines.length / 1000, `${ties.length} tie lines`);
+    for (const i of ties) assert.ok(heldOutLines[i].split(' ').some(mayTie), `tie on line ${i} without a repeat`);
   });
-  assert.ok(heldOutLines.length >= 10_000);
-  assert.ok(identical >= 10_000, `${identical} identical lines`);
-  assert.ok(ties.length <= heldOutLines.length / 1000, `${ties.length} tie lines`);
-  for (const i of ties) assert.ok(heldOutLines[i].split(' ').some(mayTie), `tie on line ${i} without a repeat`);
+}
+
+testNative('the native and WebAssembly backends give the same ids on every held-out line (encode and encodeMany) and decode alike', async () => {
+  const model = path.join(tokenizerDir, 'spm.model');
+  const native = await SentencePieceTokenizer.load(model, { backend: 'native' });
+  const wasm = await SentencePieceTokenizer.load(model, { backend: 'wasm' });
+  const nativeMany = splitBatch(native.encodeMany(heldOutLines));
+  const wasmMany = splitBatch(wasm.encodeMany(heldOutLines));
+  heldOutLines.forEach((line, i) => {
+    const whole = native.encode(line);
+    if (whole.join(' ') !== wasm.encode(line).join(' ')) assert.unreachable(`encode differs on line ${i}: ${line.slice(0, 120)}`);
+    if (nativeMany[i].join(' ') !== wasmMany[i].join(' ')) assert.unreachable(`encodeMany differs on line ${i}: ${line.slice(0, 120)}`);
+    if (i % 20 === 0) assert.is(native.decode(whole), wasm.decode(whole), `decode, line ${i}`);
+  });
+  // Empty texts, whitespace only, texts the cache has not seen, and a number[] for decode.
+  const odd = ['', ' ', '  a  b ', '\tTabulé\u00a0: fin\u00a0!', 'x'.repeat(5000)];
+  assert.equal(splitBatch(native.encodeMany(odd)).map((ids) => Array.from(ids)), odd.map((text) => Array.from(wasm.encode(text))));
+  assert.is(native.decode([...native.encode('Bonjour, le monde.')]), 'Bonjour, le monde.');
+  assert.throws(() => native.decode([native.pieceCount]), /is not a piece id/);
+});
+
+testNative('the backend is native when built, wasm when forced by option or by $CAMEMBERTA_SENTENCEPIECE; a bad value is an error', async () => {
+  const model = path.join(tokenizerDir, 'spm.model');
+  const saved = process.env[BACKEND_ENV];
+  try {
+    delete process.env[BACKEND_ENV];
+    const automatic = await SentencePieceTokenizer.load(model);
+    assert.is(automatic.backend, 'native');
+    assert.match(automatic.backendDescription, /^native libsentencepiece \d+\.\d+\.\d+, word cache$/);
+    assert.is((await SentencePieceTokenizer.load(model, { backend: 'wasm' })).backend, 'wasm');
+    process.env[BACKEND_ENV] = 'wasm';
+    const forced = await SentencePieceTokenizer.load(model);
+    assert.is(forced.backend, 'wasm');
+    assert.is(forced.backendDescription, 'sentencepiece-js (WebAssembly), word cache');
+    assert.is((await SentencePieceTokenizer.load(model, { backend: 'native' })).backend, 'native');
+    process.env[BACKEND_ENV] = 'fast';
+    await SentencePieceTokenizer.load(model).then(() => assert.unreachable('accepted a bad backend'),
+      (error: Error) => assert.match(error.message, /\$CAMEMBERTA_SENTENCEPIECE is 'fast': expected native, wasm or auto/));
+  } finally {
+    if (saved === undefined) delete process.env[BACKEND_ENV];
+    else process.env[BACKEND_ENV] = saved;
+  }
 });
 
 test('transformers DebertaV2Tokenizer and AutoTokenizer load the trained files and tokenize unseen text like we do', async () => {

@@ -8,7 +8,7 @@
 import { createHash } from 'crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
 import { join } from 'path';
-import { loadTokenizer } from '../tokenizer/index';
+import { SentencePieceBackend, loadTokenizer } from '../tokenizer/index';
 import { CorpusStats, emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
 import { ShardHeader, ShardWriter, readShardHeader, shardFileName, tokenWidthFor } from './shard';
 import { TokenizePool } from './worker-pool';
@@ -31,9 +31,14 @@ export interface PrepareOptions {
   shardSizeMB?: number;
   /** tokenizer worker threads (default: all cores) */
   threads?: number;
+  /** SentencePiece backend (default: $CAMEMBERTA_SENTENCEPIECE, else native when built, else wasm);
+   *  both give the same ids on all of fr-roman19 (docs/DATA.md) */
+  tokenizerBackend?: SentencePieceBackend;
   /** delete shards made with other settings instead of refusing */
   overwrite?: boolean;
   onWarning?: (message: string) => void;
+  /** one line on the set-up, once the workers are up (the tokenizer backend and thread count) */
+  onInfo?: (message: string) => void;
   onBytes?: (bytes: number) => void;
   onTokens?: (tokens: number) => void;
   /** called when a shard file is complete (tests use it to interrupt at a known point) */
@@ -102,7 +107,7 @@ function sha256File(path: string): string {
 
 export async function prepare(options: PrepareOptions): Promise<Manifest> {
   const files = listCorpusFiles(options.inputs);
-  const tokenizer = await loadTokenizer(options.tokenizerPath);
+  const tokenizer = await loadTokenizer(options.tokenizerPath, { backend: options.tokenizerBackend });
   const tokenWidth = tokenWidthFor(tokenizer.vocabSize);
   const settings: PrepareSettings = {
     inputs: files.map((path) => {
@@ -139,7 +144,8 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
   tokenizer.saveForTransformers(join(out, 'tokenizer'));
 
   const stats = emptyCorpusStats();
-  const pool = await TokenizePool.start(options.tokenizerPath, { threads: options.threads, locale: settings.locale });
+  const pool = await TokenizePool.start(options.tokenizerPath, { threads: options.threads, locale: settings.locale, backend: options.tokenizerBackend });
+  options.onInfo?.(`tokenizer: ${pool.backendDescription}, ${pool.size} worker thread${pool.size === 1 ? '' : 's'}`);
   type Pending = { kind: 'unit'; shard: number; firstDocument: number; result: Promise<TokenizeResult> } | { kind: 'finish'; shard: number };
   const pending: Pending[] = [];
   const headers: (ShardHeader | undefined)[] = [];

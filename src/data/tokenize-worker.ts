@@ -1,6 +1,6 @@
 // Worker thread of the prepare pipeline: splits documents into sentences and tokenizes them.
 import { parentPort, workerData } from 'worker_threads';
-import { SentencePieceTokenizer } from '../tokenizer/sentencepiece';
+import { SentencePieceBackend, SentencePieceTokenizer } from '../tokenizer/sentencepiece';
 import { createSentenceSplitter } from './sentences';
 
 export interface TokenizeRequest {
@@ -22,11 +22,13 @@ export interface TokenizeResult {
 export interface TokenizeWorkerData {
   modelPath: string;
   locale: string;
+  /** forced SentencePiece backend (default: $CAMEMBERTA_SENTENCEPIECE, else native when built) */
+  backend?: SentencePieceBackend;
 }
 
 async function main(): Promise<void> {
-  const { modelPath, locale } = workerData as TokenizeWorkerData;
-  const tokenizer = await SentencePieceTokenizer.load(modelPath);
+  const { modelPath, locale, backend } = workerData as TokenizeWorkerData;
+  const tokenizer = await SentencePieceTokenizer.load(modelPath, { backend });
   const split = createSentenceSplitter(locale);
   parentPort!.on('message', (request: TokenizeRequest) => {
     try {
@@ -44,7 +46,7 @@ async function main(): Promise<void> {
       parentPort!.postMessage({ id: request.id, error: (error as Error).message });
     }
   });
-  parentPort!.postMessage({ ready: true });
+  parentPort!.postMessage({ ready: true, backend: tokenizer.backendDescription });
 }
 
 main().catch((error: Error) => parentPort!.postMessage({ fatal: error.message }));

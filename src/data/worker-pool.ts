@@ -3,6 +3,7 @@
 import { availableParallelism } from 'os';
 import { join } from 'path';
 import { Worker } from 'worker_threads';
+import type { SentencePieceBackend } from '../tokenizer/sentencepiece';
 import type { TokenizeRequest, TokenizeResult, TokenizeWorkerData } from './tokenize-worker';
 
 export class TokenizePool {
@@ -12,18 +13,21 @@ export class TokenizePool {
   private readonly inFlight = new Map<number, { resolve: (r: TokenizeResult) => void; reject: (e: Error) => void }>();
   private nextId = 0;
   private failure: Error | undefined;
+  /** the SentencePiece backend the workers loaded (SentencePieceTokenizer.backendDescription) */
+  backendDescription = '';
 
   private constructor() {}
 
-  static async start(modelPath: string, options: { threads?: number; locale?: string } = {}): Promise<TokenizePool> {
+  static async start(modelPath: string, options: { threads?: number; locale?: string; backend?: SentencePieceBackend } = {}): Promise<TokenizePool> {
     const pool = new TokenizePool();
     const threads = Math.max(1, options.threads ?? availableParallelism());
-    const data: TokenizeWorkerData = { modelPath, locale: options.locale ?? 'fr' };
+    const data: TokenizeWorkerData = { modelPath, locale: options.locale ?? 'fr', backend: options.backend };
     await Promise.all(Array.from({ length: threads }, () => new Promise<void>((resolveReady, rejectReady) => {
       const worker = new Worker(join(__dirname, 'tokenize-worker.js'), { workerData: data });
       pool.workers.push(worker);
-      worker.on('message', (message: TokenizeResult & { ready?: boolean; fatal?: string }) => {
+      worker.on('message', (message: TokenizeResult & { ready?: boolean; backend?: string; fatal?: string }) => {
         if (message.ready) {
+          pool.backendDescription = message.backend!;
           pool.release(worker);
           resolveReady();
           return;

@@ -1,11 +1,11 @@
-// The tokenizer layer: a SentencePiece model (sentencepiece-js) plus its special-token ids.
+// The tokenizer layer: a SentencePiece model (native libsentencepiece or sentencepiece-js) plus its special-token ids.
 import { existsSync, readFileSync } from 'fs';
-import { SentencePieceTokenizer } from './sentencepiece';
+import { SentencePieceBackend, SentencePieceTokenizer } from './sentencepiece';
 import { ModelConfigTokenFields, SpecialTokens, checkAgainstModelConfig, readHfTokenizerFiles, resolveSpecialTokens } from './special-tokens';
 import { saveHfTokenizer } from './hf-files';
 
-export { SentencePieceTokenizer, WORD_BOUNDARY, concatInt32 } from './sentencepiece';
-export type { EncodedBatch } from './sentencepiece';
+export { BACKEND_ENV, SentencePieceTokenizer, WORD_BOUNDARY, concatInt32 } from './sentencepiece';
+export type { EncodedBatch, SentencePieceBackend } from './sentencepiece';
 export { SpecialTokenError, checkAgainstModelConfig, resolveSpecialTokens, readHfTokenizerFiles } from './special-tokens';
 export type { SpecialTokenIds, SpecialTokens, ModelConfigTokenFields } from './special-tokens';
 export { readSentencePieceModel, parseSentencePieceModel, PieceType } from './spm-model';
@@ -28,9 +28,9 @@ export interface LoadedTokenizer {
  */
 export async function loadTokenizer(
   modelPath: string,
-  options: { modelConfig?: ModelConfigTokenFields | string; maxCacheEntries?: number } = {},
+  options: { modelConfig?: ModelConfigTokenFields | string; maxCacheEntries?: number; backend?: SentencePieceBackend } = {},
 ): Promise<LoadedTokenizer> {
-  const sp = await SentencePieceTokenizer.load(modelPath, { maxCacheEntries: options.maxCacheEntries });
+  const sp = await SentencePieceTokenizer.load(modelPath, { maxCacheEntries: options.maxCacheEntries, backend: options.backend });
   const special = resolveSpecialTokens(sp.model, readHfTokenizerFiles(modelPath));
   if (options.modelConfig !== undefined) {
     let config = options.modelConfig;

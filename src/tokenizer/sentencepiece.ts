@@ -1,21 +1,110 @@
-// A SentencePiece tokenizer over sentencepiece-js (SentencePiece compiled to WebAssembly), with the
-// special-token ids of the DeBERTa-V3 / CamemBERTa layouts read from the model (never hard-coded).
+// A SentencePiece tokenizer with two backends, the same ids from either, and the special-token ids
+// of the DeBERTa-V3 / CamemBERTa layouts read from the model (never hard-coded):
+// - native: the reference C++ library (libsentencepiece, Debian's libsentencepiece-dev) through the
+//   small addon build/Release/camemberta_sentencepiece.node (native-sentencepiece/), built when the
+//   library is installed. It does not load libtorch, so tokenizer worker threads load it cheaply.
+// - wasm: sentencepiece-js (SentencePiece compiled to WebAssembly), always available.
+// The default is native when its addon loads, else wasm; force one with the `backend` option or
+// CAMEMBERTA_SENTENCEPIECE=native|wasm (forcing native fails loudly when the addon is missing).
 //
-// Speed: one call into the WebAssembly encoder costs about 10 us before any text is processed, and
-// the encoder runs about 3x slower than native SentencePiece. `encodeMany` therefore encodes each
-// distinct space-separated word once, alone, and keeps its ids in a bounded cache. For a unigram model
-// that splits on whitespace this gives the ids of encoding the whole text: no piece spans a '▁'
-// boundary, so the Viterbi lattice decomposes at every word start. The one exception is a word with
-// two best segmentations of exactly equal score (same pieces, other order; see mayTie), where the
-// winner depends on float rounding: encoding the word alone makes the choice depend on the word only,
-// so the output is deterministic whatever the threads or the cache state. Checked against Python
+// Speed: `encodeMany` encodes each distinct space-separated word once, alone, and keeps its ids in a
+// bounded cache (in the addon for native, where it makes encoding 3x faster than whole texts; in JS
+// for wasm, where one call costs about 10 us before any text is processed). For a unigram model that
+// splits on whitespace this gives the ids of encoding the whole text: no piece spans a '▁' boundary,
+// so the Viterbi lattice decomposes at every word start. The one exception is a word with two best
+// segmentations of exactly equal score (same pieces, other order; see mayTie), where the winner
+// depends on float rounding: encoding the word alone makes the choice depend on the word only, so the
+// output is deterministic whatever the threads or the cache state. Checked against Python
 // sentencepiece in test/tokenizer.test.ts. Models without those properties take the per-text path.
+import { existsSync, readFileSync } from 'fs';
+import { join } from 'path';
 import { SentencePieceProcessor } from 'sentencepiece-js';
+import { packageRoot } from '../package-root';
 import { PieceType, SentencePieceModel, readSentencePieceModel } from './spm-model';
 
 export const WORD_BOUNDARY = '\u2581';
 
 const DEFAULT_CACHE_ENTRIES = 400_000;
+
+export type SentencePieceBackend = 'native' | 'wasm';
+export const BACKEND_ENV = 'CAMEMBERTA_SENTENCEPIECE';
+
+export interface EncodedBatch {
+  /** all ids of all texts, one after the other */
+  ids: Int32Array;
+  /** number of ids of each text */
+  lengths: Int32Array;
+}
+
+export interface SentencePieceLoadOptions {
+  /** words kept in the encodeMany cache before it is cleared (default 400,000) */
+  maxCacheEntries?: number;
+  /** which encoder; default: $CAMEMBERTA_SENTENCEPIECE, else native when its addon loads, else wasm */
+  backend?: SentencePieceBackend;
+}
+
+/** What both backends do: SentencePiece's own Encode and Decode, on one text or many. */
+interface Encoder {
+  readonly description: string;
+  encode(text: string): Int32Array;
+  /** with byWord, through the word cache (only for models where that gives the same ids) */
+  encodeMany(texts: readonly string[], byWord: boolean): EncodedBatch;
+  decode(ids: ArrayLike<number>): string;
+}
+
+// ---- native: camemberta_sentencepiece.node ----
+
+type NativeHandle = object;
+interface NativeSentencePiece {
+  load(modelBytes: Uint8Array, maxCacheEntries: number): NativeHandle;
+  encodeBatch(handle: NativeHandle, texts: readonly string[], byWord: boolean): EncodedBatch;
+  decode(handle: NativeHandle, ids: Int32Array | number[]): string;
+  pieceSize(handle: NativeHandle): number;
+  version: string;
+}
+
+let nativeAddon: { addon?: NativeSentencePiece; error?: string } | undefined;
+
+/** The native addon, or why it is not available (loaded once per thread). */
+export function loadNativeSentencePiece(): { addon?: NativeSentencePiece; error?: string } {
+  if (nativeAddon) return nativeAddon;
+  const file = join(packageRoot(), 'build', 'Release', 'camemberta_sentencepiece.node');
+  if (!existsSync(file)) {
+    nativeAddon = { error: `${file} is not built (it needs libsentencepiece-dev; then npm run build:native)` };
+  } else {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      nativeAddon = { addon: require(file) as NativeSentencePiece };
+    } catch (error) {
+      nativeAddon = { error: `${file} does not load: ${(error as Error).message}` };
+    }
+  }
+  return nativeAddon;
+}
+
+class NativeEncoder implements Encoder {
+  readonly description: string;
+  private readonly handle: NativeHandle;
+
+  constructor(private readonly addon: NativeSentencePiece, modelBytes: Uint8Array, maxCacheEntries: number) {
+    this.handle = addon.load(modelBytes, maxCacheEntries);
+    this.description = `native libsentencepiece ${addon.version}`;
+  }
+
+  encode(text: string): Int32Array {
+    return this.addon.encodeBatch(this.handle, [text], false).ids;
+  }
+
+  encodeMany(texts: readonly string[], byWord: boolean): EncodedBatch {
+    return this.addon.encodeBatch(this.handle, texts, byWord);
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    return this.addon.decode(this.handle, ids instanceof Int32Array ? ids : Array.from(ids));
+  }
+}
+
+// ---- wasm: sentencepiece-js ----
 
 interface WasmVector {
   size(): number;
@@ -34,67 +123,19 @@ interface WasmProcessor {
   DecodeIds(ids: WasmDeletable): string;
 }
 
-export interface EncodedBatch {
-  /** all ids of all texts, one after the other */
-  ids: Int32Array;
-  /** number of ids of each text */
-  lengths: Int32Array;
-}
-
-export class SentencePieceTokenizer {
-  readonly pieceCount: number;
-  readonly sha256: string;
-  private readonly wordStart: Uint8Array;
-  private readonly pieceIds = new Map<string, number>();
+class WasmEncoder implements Encoder {
+  readonly description = 'sentencepiece-js (WebAssembly)';
   private readonly cache = new Map<string, Int32Array>();
-  private readonly wordCacheUsable: boolean;
 
-  private constructor(
-    readonly path: string,
-    readonly model: SentencePieceModel,
-    private readonly wasm: WasmModule,
-    private readonly processor: WasmProcessor,
-    private readonly maxCacheEntries: number,
-  ) {
-    this.pieceCount = model.pieces.length;
-    this.sha256 = model.sha256;
-    this.wordStart = new Uint8Array(this.pieceCount);
-    let boundaryInsidePiece = false;
-    model.pieces.forEach((piece, id) => {
-      if (!this.pieceIds.has(piece.piece)) this.pieceIds.set(piece.piece, id);
-      if (piece.piece.startsWith(WORD_BOUNDARY)) this.wordStart[id] = 1;
-      if (piece.piece.indexOf(WORD_BOUNDARY, 1) >= 0) boundaryInsidePiece = true;
-      if (piece.type === PieceType.UserDefined && /\s/.test(piece.piece)) boundaryInsidePiece = true;
-    });
-    const { trainer, normalizer } = model;
-    this.wordCacheUsable = trainer.modelType === 'unigram' && trainer.splitByWhitespace &&
-      !trainer.treatWhitespaceAsSuffix && normalizer.addDummyPrefix && normalizer.removeExtraWhitespaces &&
-      normalizer.escapeWhitespaces && !boundaryInsidePiece;
-  }
+  private constructor(private readonly wasm: WasmModule, private readonly processor: WasmProcessor, private readonly maxCacheEntries: number) {}
 
-  static async load(path: string, options: { maxCacheEntries?: number } = {}): Promise<SentencePieceTokenizer> {
-    const model = readSentencePieceModel(path);
+  static async load(path: string, maxCacheEntries: number): Promise<WasmEncoder> {
     const js = new SentencePieceProcessor();
     await js.load(path);
     const handle = js as unknown as { sentencepiece: WasmModule; processor: WasmProcessor };
-    return new SentencePieceTokenizer(path, model, handle.sentencepiece, handle.processor,
-      options.maxCacheEntries ?? DEFAULT_CACHE_ENTRIES);
+    return new WasmEncoder(handle.sentencepiece, handle.processor, maxCacheEntries);
   }
 
-  /** Whether encodeMany can use its word cache (a whitespace-splitting unigram model). */
-  get usesWordCache(): boolean {
-    return this.wordCacheUsable;
-  }
-
-  pieceToId(piece: string): number | undefined {
-    return this.pieceIds.get(piece);
-  }
-
-  idToPiece(id: number): string | undefined {
-    return this.model.pieces[id]?.piece;
-  }
-
-  /** Encodes one text with a single call into SentencePiece (no cache). */
   encode(text: string): Int32Array {
     const stringView = new this.wasm.StringView(text);
     const view = stringView.getView();
@@ -120,10 +161,9 @@ export class SentencePieceTokenizer {
     }
   }
 
-  /** Encodes many texts; the same ids as `encode` on each, faster (see the note at the top). */
-  encodeMany(texts: readonly string[]): EncodedBatch {
+  encodeMany(texts: readonly string[], byWord: boolean): EncodedBatch {
     const lengths = new Int32Array(texts.length);
-    if (!this.wordCacheUsable) {
+    if (!byWord) {
       const parts = texts.map((text) => this.encode(text));
       parts.forEach((part, i) => { lengths[i] = part.length; });
       return { ids: concatInt32(parts), lengths };
@@ -149,11 +189,92 @@ export class SentencePieceTokenizer {
   }
 }
 
+function requestedBackend(option: SentencePieceBackend | undefined): SentencePieceBackend | 'auto' {
+  const value = option ?? process.env[BACKEND_ENV] ?? 'auto';
+  if (value !== 'native' && value !== 'wasm' && value !== 'auto') {
+    throw new Error(`${option === undefined ? `$${BACKEND_ENV}` : 'backend'} is '${value}': expected native, wasm or auto`);
+  }
+  return value;
+}
+
+export class SentencePieceTokenizer {
+  readonly pieceCount: number;
+  readonly sha256: string;
+  private readonly pieceIds = new Map<string, number>();
+  private readonly wordCacheUsable: boolean;
+
+  private constructor(
+    readonly path: string,
+    readonly model: SentencePieceModel,
+    /** the encoder in use */
+    readonly backend: SentencePieceBackend,
+    private readonly encoder: Encoder,
+  ) {
+    this.pieceCount = model.pieces.length;
+    this.sha256 = model.sha256;
+    let boundaryInsidePiece = false;
+    model.pieces.forEach((piece, id) => {
+      if (!this.pieceIds.has(piece.piece)) this.pieceIds.set(piece.piece, id);
+      if (piece.piece.indexOf(WORD_BOUNDARY, 1) >= 0) boundaryInsidePiece = true;
+      if (piece.type === PieceType.UserDefined && /\s/.test(piece.piece)) boundaryInsidePiece = true;
+    });
+    const { trainer, normalizer } = model;
+    this.wordCacheUsable = trainer.modelType === 'unigram' && trainer.splitByWhitespace &&
+      !trainer.treatWhitespaceAsSuffix && normalizer.addDummyPrefix && normalizer.removeExtraWhitespaces &&
+      normalizer.escapeWhitespaces && !boundaryInsidePiece;
+  }
+
+  static async load(path: string, options: SentencePieceLoadOptions = {}): Promise<SentencePieceTokenizer> {
+    const model = readSentencePieceModel(path);
+    const maxCacheEntries = options.maxCacheEntries ?? DEFAULT_CACHE_ENTRIES;
+    const requested = requestedBackend(options.backend);
+    if (requested !== 'wasm') {
+      const { addon, error } = loadNativeSentencePiece();
+      if (addon) return new SentencePieceTokenizer(path, model, 'native', new NativeEncoder(addon, readFileSync(path), maxCacheEntries));
+      if (requested === 'native') throw new Error(`the native SentencePiece backend was requested but ${error}`);
+    }
+    return new SentencePieceTokenizer(path, model, 'wasm', await WasmEncoder.load(path, maxCacheEntries));
+  }
+
+  /** One line for logs: the encoder in use and whether encodeMany uses the word cache. */
+  get backendDescription(): string {
+    return `${this.encoder.description}${this.wordCacheUsable ? ', word cache' : ''}`;
+  }
+
+  /** Whether encodeMany can use its word cache (a whitespace-splitting unigram model). */
+  get usesWordCache(): boolean {
+    return this.wordCacheUsable;
+  }
+
+  pieceToId(piece: string): number | undefined {
+    return this.pieceIds.get(piece);
+  }
+
+  idToPiece(id: number): string | undefined {
+    return this.model.pieces[id]?.piece;
+  }
+
+  /** Encodes one text with a single call into SentencePiece (no cache). */
+  encode(text: string): Int32Array {
+    return this.encoder.encode(text);
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    return this.encoder.decode(ids);
+  }
+
+  /** Encodes many texts; the same ids as `encode` on each, faster (see the note at the top). */
+  encodeMany(texts: readonly string[]): EncodedBatch {
+    return this.encoder.encodeMany(texts, this.wordCacheUsable);
+  }
+}
+
 /**
  * Whether a word may have two segmentations made of the same pieces in another order, which score
- * the same: the winner then depends on floating-point rounding of everything before it in the text
- * (and differs between the WebAssembly and native builds). That takes a repeat: a square uu with
- * |u| >= 2 ("abab") or a cube ccc ("III", "000"). The tests use it to explain such differences.
+ * the same: the winner then depends on floating-point rounding of everything before it in the text,
+ * and on the SentencePiece version (0.1.97, native or WebAssembly, and Python's 0.2.2 break some such
+ * ties differently). That takes a repeat: a square uu with |u| >= 2 ("abab") or a cube ccc ("III",
+ * "000"). The tests use it to explain such differences.
  */
 export function mayTie(word: string): boolean {
   const n = word.length;
