@@ -45,6 +45,9 @@ function invokedAsBuildHook() {
 
 function upToDate(output) {
   if (!fs.existsSync(output)) return false;
+  // libsentencepiece installed after the last build: its addon is still to be built.
+  const tokenizerAddon = path.join(path.dirname(output), 'camemberta_sentencepiece.node');
+  if (fs.existsSync('/usr/include/sentencepiece_processor.h') && !fs.existsSync(tokenizerAddon)) return false;
   const built = fs.statSync(output).mtimeMs;
   const inputs = [path.join(root, 'CMakeLists.txt'),
     ...['native', 'native-sentencepiece'].flatMap((dir) => fs.readdirSync(path.join(root, dir)).map((f) => path.join(root, dir, f)))];

@@ -70,8 +70,7 @@ if (require.main === module) {
       // What CMakeLists.txt defines from the same discovery, for binding.gyp.
       const defines = [];
       if (found.cuda) defines.push('CAMEMBERTA_CUDA=1');
-      if (fs.existsSync('/usr/include/gloo/config.h')) defines.push('CAMEMBERTA_GLOO=1', 'USE_C10D_GLOO');
-      console.log(defines.concat('USE_DISTRIBUTED').join(' '));
+      console.log(defines.join(' '));
     } else if (field === 'gypLibraries') {
       const libraries = ['-ltorch', '-ltorch_cpu', '-lc10'];
       if (found.cuda) libraries.push('-ltorch_cuda', '-lc10_cuda');

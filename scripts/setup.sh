@@ -22,13 +22,13 @@ if [ -z "${LIBTORCH:-}" ]; then
   echo "setup: torch $(.venv/bin/python3 -c 'import torch; print(torch.__version__)')"
 fi
 
-if ! command -v spm_train >/dev/null 2>&1 || [ ! -e /usr/include/sentencepiece_processor.h ] || [ ! -e /usr/include/gloo/config.h ] || [ ! -e /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ]; then
+if ! command -v spm_train >/dev/null 2>&1 || [ ! -e /usr/include/sentencepiece_processor.h ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing Debian packages (sentencepiece tools and library, gloo headers, tcmalloc)"
+    echo "setup: installing Debian packages (sentencepiece tools and library)"
     apt-get update -qq >/dev/null || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sentencepiece libsentencepiece-dev libgloo-dev libtcmalloc-minimal4 >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sentencepiece libsentencepiece-dev >/dev/null
   else
-    echo "setup: optional system packages missing (sentencepiece, libsentencepiece-dev, libgloo-dev, libtcmalloc-minimal4); install them with your package manager"
+    echo "setup: optional system packages missing (sentencepiece, libsentencepiece-dev): tokenizer training then needs Python sentencepiece, and tokenization uses the slower WebAssembly backend"
   fi
 fi
 
