@@ -73,6 +73,21 @@ test('Symbol.dispose releases a tensor (TypeScript `using`)', () => {
   assert.is(liveTensorCount(), before);
 });
 
+test('the finalizer safety net frees tensors dropped outside any scope, once the event loop runs', async () => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  assert.ok(gc, 'run with --expose-gc (scripts/run-tests.js does)');
+  const before = liveTensorCount();
+  (() => {
+    for (let i = 0; i < 100; i++) zeros([16]);
+  })();
+  assert.is(liveTensorCount(), before + 100, 'nothing is freed synchronously');
+  for (let round = 0; round < 50 && liveTensorCount() > before; round++) {
+    gc!();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.is(liveTensorCount(), before);
+});
+
 test('live tensor count stays flat over 1,000 tidy forward+backward steps', () => {
   setNumThreads(1); // a tiny model: thread hand-offs would dominate on a loaded 2-core machine
   const g = new Generator({ seed: 3 });
