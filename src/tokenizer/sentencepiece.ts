@@ -11,11 +11,15 @@
 // bounded cache (in the addon for native, where it makes encoding 3x faster than whole texts; in JS
 // for wasm, where one call costs about 10 us before any text is processed). For a unigram model that
 // splits on whitespace this gives the ids of encoding the whole text: no piece spans a '▁' boundary,
-// so the Viterbi lattice decomposes at every word start. The one exception is a word with two best
-// segmentations of exactly equal score (same pieces, other order; see mayTie), where the winner
-// depends on float rounding: encoding the word alone makes the choice depend on the word only, so the
-// output is deterministic whatever the threads or the cache state. Checked against Python
-// sentencepiece in test/tokenizer.test.ts. Models without those properties take the per-text path.
+// so the Viterbi lattice decomposes at every word start. What couples the words is float32 rounding of
+// the running path score, which decides exact ties (two segmentations of the same pieces in another
+// order, see mayTie) and near ones. The native backend runs SentencePiece 0.2.x's Viterbi itself and
+// carries that score across the cached words, re-running a word whose best path could change at that
+// score: its ids are Python sentencepiece 0.2.2's, every line, whole or word by word (see
+// native-sentencepiece/sentencepiece.cc). The wasm backend is SentencePiece 0.1.97, which breaks some
+// ties otherwise, and encodes each word alone: deterministic whatever the threads or the cache state,
+// but not Python's ids on tie lines. Checked against Python sentencepiece in test/tokenizer.test.ts.
+// Models without those properties take the per-text path.
 import { existsSync, readFileSync } from 'fs';
 import { join } from 'path';
 import { SentencePieceProcessor } from 'sentencepiece-js';
@@ -55,11 +59,25 @@ interface Encoder {
 // ---- native: camemberta_sentencepiece.node ----
 
 type NativeHandle = object;
+interface NativeUnigramOptions {
+  /** ModelProto piece type of each id */
+  pieceTypes: Uint8Array;
+  byteFallback: boolean;
+}
+/** Counters of encodeMany with the word cache since load (native backend). */
+export interface NativeEncoderStats {
+  /** words looked up in the cache */
+  words: number;
+  /** words re-run through the Viterbi from the line's running score (exact or near ties) */
+  viterbiWords: number;
+  cacheEntries: number;
+}
 interface NativeSentencePiece {
-  load(modelBytes: Uint8Array, maxCacheEntries: number): NativeHandle;
+  load(modelBytes: Uint8Array, maxCacheEntries: number, unigram?: NativeUnigramOptions): NativeHandle;
   encodeBatch(handle: NativeHandle, texts: readonly string[], byWord: boolean): EncodedBatch;
   decode(handle: NativeHandle, ids: Int32Array | number[]): string;
   pieceSize(handle: NativeHandle): number;
+  stats(handle: NativeHandle): NativeEncoderStats;
   version: string;
 }
 
@@ -86,9 +104,18 @@ class NativeEncoder implements Encoder {
   readonly description: string;
   private readonly handle: NativeHandle;
 
-  constructor(private readonly addon: NativeSentencePiece, modelBytes: Uint8Array, maxCacheEntries: number) {
-    this.handle = addon.load(modelBytes, maxCacheEntries);
-    this.description = `native libsentencepiece ${addon.version}`;
+  constructor(private readonly addon: NativeSentencePiece, model: SentencePieceModel, modelBytes: Uint8Array, maxCacheEntries: number) {
+    // A unigram model gets SentencePiece 0.2.x's Viterbi (the addon's own, over libsentencepiece's
+    // normalization): the ids of Python's sentencepiece 0.2.2 and HF tokenizers, ties included.
+    const unigram = model.trainer.modelType === 'unigram'
+      ? { pieceTypes: Uint8Array.from(model.pieces, (piece) => piece.type), byteFallback: model.trainer.byteFallback }
+      : undefined;
+    this.handle = addon.load(modelBytes, maxCacheEntries, unigram);
+    this.description = `native libsentencepiece ${addon.version}${unigram ? ' + SentencePiece 0.2 Viterbi' : ''}`;
+  }
+
+  stats(): NativeEncoderStats {
+    return this.addon.stats(this.handle);
   }
 
   encode(text: string): Int32Array {
@@ -230,7 +257,7 @@ export class SentencePieceTokenizer {
     const requested = requestedBackend(options.backend);
     if (requested !== 'wasm') {
       const { addon, error } = loadNativeSentencePiece();
-      if (addon) return new SentencePieceTokenizer(path, model, 'native', new NativeEncoder(addon, readFileSync(path), maxCacheEntries));
+      if (addon) return new SentencePieceTokenizer(path, model, 'native', new NativeEncoder(addon, model, readFileSync(path), maxCacheEntries));
       if (requested === 'native') throw new Error(`the native SentencePiece backend was requested but ${error}`);
     }
     return new SentencePieceTokenizer(path, model, 'wasm', await WasmEncoder.load(path, maxCacheEntries));
@@ -263,6 +290,11 @@ export class SentencePieceTokenizer {
     return this.encoder.decode(ids);
   }
 
+  /** Native backend: counters of encodeMany's word cache (how many words were ties); else undefined. */
+  get nativeStats(): NativeEncoderStats | undefined {
+    return this.encoder instanceof NativeEncoder ? this.encoder.stats() : undefined;
+  }
+
   /** Encodes many texts; the same ids as `encode` on each, faster (see the note at the top). */
   encodeMany(texts: readonly string[]): EncodedBatch {
     return this.encoder.encodeMany(texts, this.wordCacheUsable);
@@ -272,8 +304,8 @@ export class SentencePieceTokenizer {
 /**
  * Whether a word may have two segmentations made of the same pieces in another order, which score
  * the same: the winner then depends on floating-point rounding of everything before it in the text,
- * and on the SentencePiece version (0.1.97, native or WebAssembly, and Python's 0.2.2 break some such
- * ties differently). That takes a repeat: a square uu with |u| >= 2 ("abab") or a cube ccc ("III",
+ * and on the SentencePiece version (0.1.97, the WebAssembly backend, and Python's 0.2.2, which the
+ * native backend reproduces, break some such ties differently). That takes a repeat: a square uu with |u| >= 2 ("abab") or a cube ccc ("III",
  * "000"). The tests use it to explain such differences.
  */
 export function mayTie(word: string): boolean {
