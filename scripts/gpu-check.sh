@@ -41,7 +41,7 @@ node -e "const c=require('./build/ts/src'); console.log('builtWithCuda', c.built
 export PYTHON=python3
 node scripts/run-tests.js "${GPU_TEST_FILTER:-}" 2>&1 | tee "$OUT/tests.log" | grep -E '^(✔|✘)|passed, ' 
 BENCH_DEVICE=cuda node build/ts/bench/ops.js 2>&1 | tee "$OUT/bench-ops-cuda.log"
-for extra in build/ts/bench/gpu-*.js; do
-  [ -e "$extra" ] && node "$extra" 2>&1 | tee "$OUT/$(basename "$extra" .js).log"
-done
+BENCH_DEVICE=cuda node build/ts/bench/model.js 2>&1 | tee "$OUT/bench-model-cuda-float32.log"
+BENCH_DEVICE=cuda BENCH_AUTOCAST=bfloat16 node build/ts/bench/model.js 2>&1 | tee "$OUT/bench-model-cuda-bf16.log"
+BENCH_DEVICE=cuda BENCH_AUTOCAST=bfloat16 BENCH_LAYERS=12 BENCH_HIDDEN=768 BENCH_BATCH=32 node build/ts/bench/model.js 2>&1 | tee "$OUT/bench-model-cuda-bf16-base.log"
 echo "gpu-check finished in $(( $(date +%s) - start )) s"
