@@ -25,9 +25,12 @@ std::vector<TensorSlot> tensorSlots;
 std::vector<int32_t> freeTensorSlots;
 int64_t liveTensors = 0;
 // External memory is reported to V8 in 1 MiB steps: one adjust call per op would cost more
-// than the op on small tensors.
+// than the op on small tensors. Only tensors created outside tidy() scopes are reported: the
+// scopes free theirs deterministically, and reporting them made V8 run a full GC every few
+// milliseconds of a training step (it answers external-memory growth with mark-compacts).
 int64_t unreportedBytes = 0;
 constexpr int64_t kReportStep = 1 << 20;
+bool reportNewTensors = true;
 
 std::vector<at::Generator> generatorSlots;
 
@@ -51,7 +54,7 @@ void throwType(Napi::Env env, const std::string& message) {
 }
 
 int32_t storeTensor(Napi::Env env, at::Tensor tensor) {
-  int64_t bytes = tensor.defined() ? static_cast<int64_t>(tensor.numel()) * tensor.element_size() : 0;
+  int64_t bytes = reportNewTensors && tensor.defined() ? static_cast<int64_t>(tensor.numel()) * tensor.element_size() : 0;
   int32_t handle;
   if (!freeTensorSlots.empty()) {
     handle = freeTensorSlots.back();
@@ -105,6 +108,12 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
   freeTensorSlots.push_back(handle);
   liveTensors--;
   return env.Undefined();
+}
+
+// setMemoryReporting(enabled): tidy() turns reporting off while any scope is open.
+Napi::Value SetMemoryReporting(const Napi::CallbackInfo& info) {
+  reportNewTensors = info[0].ToBoolean();
+  return info.Env().Undefined();
 }
 
 Napi::Value LiveTensorCount(const Napi::CallbackInfo& info) {
@@ -462,6 +471,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto set = [&](const char* name, Napi::Function::Callback fn) { exports.Set(name, Napi::Function::New(env, fn, name)); };
   set("dispose", Dispose);
   set("liveTensorCount", LiveTensorCount);
+  set("setMemoryReporting", SetMemoryReporting);
   set("fromBuffer", FromBuffer);
   set("toBuffer", ToBuffer);
   set("shape", Shape);

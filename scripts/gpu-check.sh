@@ -39,6 +39,10 @@ echo "addon built with CUDA in $(( $(date +%s) - start )) s"
 node -e "const c=require('./build/ts/src'); console.log('builtWithCuda', c.builtWithCuda, 'cudaAvailable', c.cudaAvailable(), 'devices', c.deviceCount())"
 
 export PYTHON=python3
+if [ -n "${GPU_ONLY:-}" ]; then  # one script instead of the whole check, e.g. GPU_ONLY=build/ts/bench/gpu-profile.js
+  node "$GPU_ONLY" 2>&1 | tee "$OUT/only.log"
+  exit 0
+fi
 node scripts/run-tests.js "${GPU_TEST_FILTER:-}" 2>&1 | tee "$OUT/tests.log" | grep -E '^(✔|✘)|passed, ' 
 BENCH_DEVICE=cuda node build/ts/bench/ops.js 2>&1 | tee "$OUT/bench-ops-cuda.log"
 BENCH_DEVICE=cuda node build/ts/bench/model.js 2>&1 | tee "$OUT/bench-model-cuda-float32.log"

@@ -44,6 +44,11 @@ function collect(value: unknown, into: Set<Disposable>, seen: Set<unknown>): voi
   }
 }
 
+function closeScope(): void {
+  scopes.pop();
+  if (scopes.length === 0) native.setMemoryReporting(true);
+}
+
 /**
  * Runs fn and disposes every tensor created inside it, except the tensors it returns (in an
  * array, plain object or Map, at any depth) and those marked with keep(). Returned tensors move
@@ -53,15 +58,18 @@ export function tidy<T>(fn: () => T): T {
   if (typeof fn !== 'function') throw new TypeError('tidy(fn) expects a function');
   const scope: Disposable[] = [];
   scopes.push(scope);
+  // Tensors of a scope are freed deterministically: the addon does not report them to V8 as
+  // external memory, which would make V8 garbage-collect over and over for nothing.
+  if (scopes.length === 1) native.setMemoryReporting(false);
   let result: T;
   try {
     result = fn();
   } catch (error) {
-    scopes.pop();
+    closeScope();
     for (const tensor of scope) if (!tensor.kept) tensor.dispose();
     throw error;
   }
-  scopes.pop();
+  closeScope();
   if (result instanceof Promise) {
     for (const tensor of scope) if (!tensor.kept) tensor.dispose();
     throw new TypeError('tidy(fn) cannot track an async function: tensors would outlive the scope; await outside tidy()');

@@ -7,6 +7,7 @@ import { packageRoot } from '../package-root';
 export interface NativeAddon {
   dispose(handle: number): void;
   liveTensorCount(): number;
+  setMemoryReporting(enabled: boolean): void;
   fromBuffer(bytes: ArrayBufferView, dtype: number, shape: number[], device?: string): number;
   toBuffer(handle: number): ArrayBuffer;
   shape(handle: number): number[];
