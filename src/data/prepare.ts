@@ -180,6 +180,17 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
     while (pending.length > 2 * pool.size) await drainOne();
   };
   let firstDocumentOfShard = 0;
+  // A shard already on disk from an interrupted run is kept as it is; otherwise its last unit is
+  // sent and the shard is finished once every unit before it has been written.
+  const closeShard = async (): Promise<void> => {
+    if (shardExists) {
+      reused.add(shard);
+    } else {
+      await flushUnit();
+      pending.push({ kind: 'finish', shard });
+    }
+    shard += 1;
+  };
 
   try {
     for await (const document of readCorpus(files, stats, {
@@ -198,26 +209,12 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
         if (unitChars >= UNIT_CHARS) await flushUnit();
       }
       if (shardChars >= settings.shardChars) {
-        if (shardExists) {
-          reused.add(shard);
-        } else {
-          await flushUnit();
-          pending.push({ kind: 'finish', shard });
-        }
-        shard += 1;
+        await closeShard();
         shardChars = 0;
         shardExists = existsSync(join(out, shardFileName(shard)));
       }
     }
-    if (shardChars > 0) {
-      if (shardExists) {
-        reused.add(shard);
-      } else {
-        await flushUnit();
-        pending.push({ kind: 'finish', shard });
-      }
-      shard += 1;
-    }
+    if (shardChars > 0) await closeShard();
     while (pending.length) await drainOne();
   } catch (error) {
     writer?.abandon();

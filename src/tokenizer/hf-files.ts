@@ -47,13 +47,7 @@ export function tokenizerConfigJson(model: SentencePieceModel, special: SpecialT
     split_by_punct: false,
     add_prefix_space: true,
     model_max_length: maxLength,
-    bos_token: special.strings.cls,
-    eos_token: special.strings.sep,
-    cls_token: special.strings.cls,
-    sep_token: special.strings.sep,
-    unk_token: special.strings.unk,
-    pad_token: special.strings.pad,
-    mask_token: special.strings.mask,
+    ...specialTokensMapJson(special),
     added_tokens_decoder: decoder,
   };
 }
