@@ -79,8 +79,10 @@ test('the finalizer safety net frees tensors dropped outside any scope, once the
   const before = liveTensorCount();
   (() => {
     for (let i = 0; i < 100; i++) zeros([16]);
+    for (let i = 0; i < 50; i++) tidy(() => zeros([16]).add(1)); // returned from the outermost scope
+    for (let i = 0; i < 50; i++) tidy(() => { keep(zeros([16])); });
   })();
-  assert.is(liveTensorCount(), before + 100, 'nothing is freed synchronously');
+  assert.is(liveTensorCount(), before + 200, 'nothing is freed synchronously');
   for (let round = 0; round < 50 && liveTensorCount() > before; round++) {
     gc!();
     await new Promise((resolve) => setTimeout(resolve, 5));

@@ -10,7 +10,7 @@
 // Tensor lifetimes: parameters are kept (they survive every tidy()) and live until dispose().
 // The same Parameter object may sit at several paths (tied weights): it is one parameter,
 // listed once by parameters(), reachable by any of its paths in a state dict.
-import { Tensor, aten, callOp, noGrad, DType, Device } from '../tensor';
+import { Tensor, aten, callOp, noGrad, keep, DType, Device } from '../tensor';
 
 const detachOp = aten('detach');
 
@@ -22,7 +22,7 @@ export class Parameter<D extends DType = 'float32'> extends Tensor<D> {
   constructor(data: Tensor<D>, requiresGrad = true) {
     super(noGrad(() => callOp(detachOp, data.handle) as number));
     data.dispose();
-    this.kept = true;
+    keep(this);
     if (requiresGrad) this.requiresGrad = true;
   }
 }

@@ -2,7 +2,9 @@
 // callbacks) only from the event loop, so a synchronous training loop would never free a tensor
 // through the garbage collector: every tensor is owned by the innermost tidy() scope that saw it
 // created, or disposed explicitly. A FinalizationRegistry remains as a safety net for tensors
-// created outside any scope and dropped without dispose().
+// that live outside every scope (created outside one, returned from the outermost tidy(), or
+// kept) and are dropped without dispose(); scoped tensors skip it, which keeps its
+// register/unregister cost out of the ops of a training step.
 import { native } from './native';
 
 /** What tidy() and dispose() need of a tensor; the Tensor class implements it. */
@@ -11,21 +13,31 @@ export interface Disposable {
   dispose(): void;
   /** @internal set by keep(): survives every enclosing tidy() until disposed explicitly. */
   kept: boolean;
+  /** @internal whether the safety net watches it */
+  guarded: boolean;
+  /** @internal the addon's handle */
+  readonly handle: number;
 }
 
 const scopes: Disposable[][] = [];
 
 const safetyNet = new FinalizationRegistry<number>((handle) => native.dispose(handle));
 
+function guard(tensor: Disposable): void {
+  if (tensor.guarded) return;
+  safetyNet.register(tensor, tensor.handle, tensor);
+  tensor.guarded = true;
+}
+
 /** @internal Called by every new tensor. */
-export function track(tensor: Disposable, handle: number): void {
+export function track(tensor: Disposable): void {
   if (scopes.length > 0) scopes[scopes.length - 1].push(tensor);
-  safetyNet.register(tensor, handle, tensor);
+  else guard(tensor);
 }
 
 /** @internal Called by Tensor.dispose(). */
 export function untrack(tensor: Disposable): void {
-  safetyNet.unregister(tensor);
+  if (tensor.guarded) safetyNet.unregister(tensor);
 }
 
 function collect(value: unknown, into: Set<Disposable>, seen: Set<unknown>): void {
@@ -80,7 +92,8 @@ export function tidy<T>(fn: () => T): T {
   for (const tensor of scope) {
     if (tensor.kept || tensor.isDisposed) continue;
     if (returned.has(tensor)) {
-      parent?.push(tensor);
+      if (parent) parent.push(tensor);
+      else guard(tensor);
     } else {
       tensor.dispose();
     }
@@ -91,6 +104,7 @@ export function tidy<T>(fn: () => T): T {
 /** Exempts a tensor from every enclosing tidy(): it lives until dispose() is called on it. */
 export function keep<T extends Disposable>(tensor: T): T {
   tensor.kept = true;
+  guard(tensor);
   return tensor;
 }
 

@@ -119,12 +119,14 @@ export class Tensor<D extends DType = any> {
   private dtypeCache: D | null = null;
   /** @internal see keep() */
   kept = false;
+  /** @internal see lifetime.ts */
+  guarded = false;
 
   /** @internal Tensors come from ops and factories, never from `new`. */
   constructor(handle: number) {
     if (typeof handle !== 'number' || handle < 0) throw new TypeError(`invalid tensor handle ${String(handle)}`);
     this.handleValue = handle;
-    track(this, handle);
+    track(this);
   }
 
   /** @internal The addon's handle; throws on a disposed tensor. */
