@@ -51,13 +51,16 @@ const b = randn([1024, 1024], { device });
 for (let i = 0; i < 5; i++) a.matmul(b).dispose();
 sync();
 const matmulRuns: number[] = [];
-for (let round = 0; round < 30; round++) {
+for (let round = 0; round < 100; round++) {
   const start = process.hrtime.bigint();
   a.matmul(b).dispose();
   sync();
   matmulRuns.push(Number(process.hrtime.bigint() - start) / 1e6);
 }
-const nodeMatmulMs = median(matmulRuns);
+// The fastest run is the kernel's own time; medians on a shared VM move by several percent
+// between runs of the same binary. Both are printed; the ratio uses the fastest runs.
+const nodeMatmulMs = Math.min(...matmulRuns);
+const nodeMatmulMedianMs = median(matmulRuns);
 
 const python = spawnSync(pythonExecutable(), ['-c', `
 import time, torch, statistics
@@ -75,21 +78,23 @@ a = torch.randn(1024, 1024, device=device); b = torch.randn(1024, 1024, device=d
 for _ in range(5): a @ b
 sync()
 runs = []
-for _ in range(30):
+for _ in range(100):
     start = time.perf_counter_ns(); a @ b; sync(); runs.append((time.perf_counter_ns() - start) / 1e6)
-print(ov, statistics.median(runs), torch.__version__)
+print(ov, min(runs), statistics.median(runs), torch.__version__)
 `], { encoding: 'utf8' });
 if (python.status !== 0) {
   console.error(`python reference failed (${pythonExecutable()}):\n${python.stderr}`);
   process.exit(1);
 }
-const [pythonOverheadUs, pythonMatmulMs, pythonTorch] = python.stdout.trim().split(/\s+/);
+const [pythonOverheadUs, pythonMatmulMs, pythonMatmulMedianMs, pythonTorch] = python.stdout.trim().split(/\s+/);
 
 console.log(`bench:ops  libtorch ${torchVersion} (python torch ${pythonTorch}), device ${device}, ${threads} intra-op thread(s)`);
 console.log(`small op returning a new tensor, disposed:  ${overheadUs.toFixed(2)} us/op   (python torch: ${Number(pythonOverheadUs).toFixed(2)} us/op; target <= 3 us)`);
 console.log(`same op inside tidy() scopes:               ${tidyUs.toFixed(2)} us/op`);
 console.log(`binding alone (aten::alias, no kernel):     ${bindingUs.toFixed(2)} us/op`);
-console.log(`1024x1024 float32 matmul (${device}):  node ${nodeMatmulMs.toFixed(3)} ms   python ${Number(pythonMatmulMs).toFixed(3)} ms   ratio node/python ${(nodeMatmulMs / Number(pythonMatmulMs)).toFixed(3)} (target <= 1.05)`);
+console.log(`1024x1024 float32 matmul (${device}), fastest of 100:  node ${nodeMatmulMs.toFixed(3)} ms   python ${Number(pythonMatmulMs).toFixed(3)} ms   ` +
+  `ratio node/python ${(nodeMatmulMs / Number(pythonMatmulMs)).toFixed(3)} (target <= 1.05)`);
+console.log(`  medians: node ${nodeMatmulMedianMs.toFixed(3)} ms   python ${Number(pythonMatmulMedianMs).toFixed(3)} ms`);
 small.dispose();
 a.dispose();
 b.dispose();
