@@ -13,6 +13,7 @@ import { Module, Parameter, Linear, Embedding, LayerNorm, Dropout, Conv1d } from
 import { PreTrainedModule, ModelInitOptions, initializeModel } from '../pretrained-module';
 import { activation, lowestValue } from '../activations';
 import { DebertaV2Config, DebertaDerived, debertaDerived } from './config';
+import { ResidualOutput, Intermediate } from '../blocks';
 
 export interface DebertaInputs {
   /** [B, L] token ids. */
@@ -239,32 +240,14 @@ export class DisentangledSelfAttention extends Module {
   }
 }
 
-/** attention.output: dense, dropout, LayerNorm(x + residual). Also the FFN's `output`. */
-export class DebertaV2SelfOutput extends Module {
-  dense: Linear;
-  LayerNorm: LayerNorm;
-  dropout: Dropout;
-
-  constructor(inFeatures: number, config: DebertaV2Config) {
-    super();
-    this.dense = new Linear(inFeatures, config.hidden_size);
-    this.LayerNorm = new LayerNorm(config.hidden_size, config.layer_norm_eps);
-    this.dropout = new Dropout(config.hidden_dropout_prob);
-  }
-
-  forward(hidden: Tensor, residual: Tensor): Tensor {
-    return this.LayerNorm.forward(this.dropout.forward(this.dense.forward(hidden)).add(residual));
-  }
-}
-
 export class DebertaV2Attention extends Module {
   self: DisentangledSelfAttention;
-  output: DebertaV2SelfOutput;
+  output: ResidualOutput;
 
   constructor(config: DebertaV2Config, derived: DebertaDerived) {
     super();
     this.self = new DisentangledSelfAttention(config, derived);
-    this.output = new DebertaV2SelfOutput(derived.allHeadSize, config);
+    this.output = new ResidualOutput(derived.allHeadSize, config);
   }
 
   forward(hidden: Tensor, keyIsPad: Tensor<'bool'>, relEmbeddings: Tensor | null, plan: RelativePositionPlan | null): Tensor {
@@ -272,32 +255,17 @@ export class DebertaV2Attention extends Module {
   }
 }
 
-export class DebertaV2Intermediate extends Module {
-  dense: Linear;
-  private readonly act: (x: Tensor) => Tensor;
-
-  constructor(config: DebertaV2Config) {
-    super();
-    this.dense = new Linear(config.hidden_size, config.intermediate_size);
-    this.act = activation(config.hidden_act);
-  }
-
-  forward(hidden: Tensor): Tensor {
-    return this.act(this.dense.forward(hidden));
-  }
-}
-
 /** One transformer block: attention, then the feed-forward network (intermediate, output). */
 export class DebertaV2Layer extends Module {
   attention: DebertaV2Attention;
-  intermediate: DebertaV2Intermediate;
-  output: DebertaV2SelfOutput;
+  intermediate: Intermediate;
+  output: ResidualOutput;
 
   constructor(config: DebertaV2Config, derived: DebertaDerived) {
     super();
     this.attention = new DebertaV2Attention(config, derived);
-    this.intermediate = new DebertaV2Intermediate(config);
-    this.output = new DebertaV2SelfOutput(config.intermediate_size, config);
+    this.intermediate = new Intermediate(config);
+    this.output = new ResidualOutput(config.intermediate_size, config);
   }
 
   forward(hidden: Tensor, keyIsPad: Tensor<'bool'>, relEmbeddings: Tensor | null, plan: RelativePositionPlan | null): Tensor {

@@ -6,6 +6,7 @@ import { Module, Parameter, Linear, Embedding, LayerNorm, Dropout } from '../../
 import { PreTrainedModule, ModelInitOptions, initializeModel } from '../pretrained-module';
 import { activation, lowestValue } from '../activations';
 import { RobertaConfig } from './config';
+import { ResidualOutput, Intermediate } from '../blocks';
 import { maskedLMLoss } from '../deberta/modeling';
 
 export interface RobertaInputs {
@@ -86,32 +87,14 @@ export class RobertaSelfAttention extends Module {
   }
 }
 
-/** dense, dropout, LayerNorm(x + residual): attention.output and the FFN's output. */
-export class RobertaSelfOutput extends Module {
-  dense: Linear;
-  LayerNorm: LayerNorm;
-  dropout: Dropout;
-
-  constructor(inFeatures: number, config: RobertaConfig) {
-    super();
-    this.dense = new Linear(inFeatures, config.hidden_size);
-    this.LayerNorm = new LayerNorm(config.hidden_size, config.layer_norm_eps);
-    this.dropout = new Dropout(config.hidden_dropout_prob);
-  }
-
-  forward(hidden: Tensor, residual: Tensor): Tensor {
-    return this.LayerNorm.forward(this.dropout.forward(this.dense.forward(hidden)).add(residual));
-  }
-}
-
 export class RobertaAttention extends Module {
   self: RobertaSelfAttention;
-  output: RobertaSelfOutput;
+  output: ResidualOutput;
 
   constructor(config: RobertaConfig) {
     super();
     this.self = new RobertaSelfAttention(config);
-    this.output = new RobertaSelfOutput(config.hidden_size, config);
+    this.output = new ResidualOutput(config.hidden_size, config);
   }
 
   forward(hidden: Tensor, keyIsPad: Tensor<'bool'>): Tensor {
@@ -119,31 +102,16 @@ export class RobertaAttention extends Module {
   }
 }
 
-export class RobertaIntermediate extends Module {
-  dense: Linear;
-  private readonly act: (x: Tensor) => Tensor;
-
-  constructor(config: RobertaConfig) {
-    super();
-    this.dense = new Linear(config.hidden_size, config.intermediate_size);
-    this.act = activation(config.hidden_act);
-  }
-
-  forward(hidden: Tensor): Tensor {
-    return this.act(this.dense.forward(hidden));
-  }
-}
-
 export class RobertaLayer extends Module {
   attention: RobertaAttention;
-  intermediate: RobertaIntermediate;
-  output: RobertaSelfOutput;
+  intermediate: Intermediate;
+  output: ResidualOutput;
 
   constructor(config: RobertaConfig) {
     super();
     this.attention = new RobertaAttention(config);
-    this.intermediate = new RobertaIntermediate(config);
-    this.output = new RobertaSelfOutput(config.intermediate_size, config);
+    this.intermediate = new Intermediate(config);
+    this.output = new ResidualOutput(config.intermediate_size, config);
   }
 
   forward(hidden: Tensor, keyIsPad: Tensor<'bool'>): Tensor {
