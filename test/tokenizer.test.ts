@@ -8,7 +8,7 @@ import { trainTokenizer } from '../src/tokenizer/train';
 import {
   SentencePieceTokenizer, SpecialTokenError, checkAgainstModelConfig, loadTokenizer, readSentencePieceModel, resolveSpecialTokens,
 } from '../src/tokenizer/index';
-import { BACKEND_ENV, SentencePieceBackend, loadNativeSentencePiece, mayTie } from '../src/tokenizer/sentencepiece';
+import { BACKEND_ENV, loadNativeSentencePiece, mayTie } from '../src/tokenizer/sentencepiece';
 import { repoRoot, runPython, pythonScript } from './helpers/python';
 
 const corpusDir = path.join(repoRoot, '..', 'shared', 'data', 'fr-roman19');
@@ -21,7 +21,6 @@ const tokenizerDir = path.join(tmp, 'trained');
 const spmReference = pythonScript('spm_reference.py');
 // The native backend is tested where its addon is built (scripts/setup.sh installs libsentencepiece-dev).
 const nativeAvailable = loadNativeSentencePiece().addon !== undefined;
-const backends: SentencePieceBackend[] = nativeAvailable ? ['native', 'wasm'] : ['wasm'];
 const testNative = nativeAvailable ? test : test.skip;
 
 // At least 10,000 lines the trainer never saw, as they are in the files (paragraphs, untrimmed).

@@ -92,8 +92,6 @@ export function listCorpusFiles(paths: readonly string[]): string[] {
   return files.map((file) => resolve(file));
 }
 
-const REPLACEMENT = 0xfffd;
-
 /** Decodes a byte stream into lines, tracking invalid UTF-8, NUL bytes and over-long lines. */
 async function* readLines(
   file: string,

@@ -8,7 +8,7 @@
 //
 // Shapes: B batch, L sequence length, H hidden size, N heads, d head size, E embedding size,
 // V vocabulary, S attention span (position_buckets, or max_relative_positions without buckets).
-import { Tensor, Generator, tensor, crossEntropy, zeros, arange, full, where, IndexDType, keep, tidy } from '../../tensor';
+import { Tensor, tensor, crossEntropy, zeros, arange, full, where, IndexDType, keep, tidy } from '../../tensor';
 import { Module, Parameter, Linear, Embedding, LayerNorm, Dropout, Conv1d } from '../../nn';
 import { PreTrainedModule, ModelInitOptions, initializeModel } from '../pretrained-module';
 import { activation, lowestValue } from '../activations';

@@ -4,7 +4,7 @@
 import { Tensor, IndexDType, zeros } from '../../tensor';
 import { Module, Parameter, Linear, Embedding, LayerNorm, Dropout } from '../../nn';
 import { PreTrainedModule, ModelInitOptions, initializeModel } from '../pretrained-module';
-import { activation, lowestValue } from '../activations';
+import { lowestValue } from '../activations';
 import { RobertaConfig } from './config';
 import { ResidualOutput, Intermediate } from '../blocks';
 import { maskedLMLoss } from '../deberta/modeling';
