@@ -509,6 +509,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
   registerOps(env, exports);
   registerSerialization(env, exports);
+  registerAllocator(env, exports);
   return exports;
 }
 

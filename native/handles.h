@@ -39,5 +39,6 @@ at::Generator& generatorAt(Napi::Env env, const Napi::Value& handle);
 
 void registerOps(Napi::Env env, Napi::Object exports);
 void registerSerialization(Napi::Env env, Napi::Object exports);
+void registerAllocator(Napi::Env env, Napi::Object exports);
 
 }  // namespace camemberta

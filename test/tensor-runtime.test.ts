@@ -7,9 +7,10 @@ import * as path from 'path';
 import {
   Generator, rand, randn, randint, tensor, zeros, tidy, manualSeed, setNumThreads, getNumThreads, autocast,
   cudaAvailable, builtWithCuda, deviceCount, synchronize, saveTensors, loadTensors, dispose, linear,
-  ampForeachNonFiniteCheckAndUnscale_, ampUpdateScale_, full, ones,
+  ampForeachNonFiniteCheckAndUnscale_, ampUpdateScale_, full, ones, cpuAllocatorStats, emptyCpuCache,
 } from '../src';
-import { runPython } from './helpers/python';
+import { spawnSync } from 'child_process';
+import { runPython, repoRoot } from './helpers/python';
 
 test('manualSeed makes the default generator reproducible', () => tidy(() => {
   manualSeed(42);
@@ -78,6 +79,22 @@ test('AMP kernels unscale, detect overflow and update the scale', () => tidy(() 
   assert.is(scale.item(), 1024);
   assert.is(ones([1]).item(), 1);
 }));
+
+test('the caching CPU allocator reuses large blocks, can be emptied, and can be turned off', () => {
+  emptyCpuCache();
+  const before = cpuAllocatorStats()!;
+  assert.is(before.cachedBytes, 0);
+  zeros([1024, 1024]).dispose(); // 4 MiB: cached when freed
+  const cached = cpuAllocatorStats()!;
+  assert.ok(cached.cachedBytes >= 4 << 20, `cached ${cached.cachedBytes} bytes`);
+  tidy(() => assert.is(zeros([1024, 1024]).sum().item(), 0, 'reused memory is zeroed by zeros()'));
+  assert.ok(cpuAllocatorStats()!.hits > cached.hits, 'the second allocation came from the cache');
+  emptyCpuCache();
+  assert.is(cpuAllocatorStats()!.cachedBytes, 0);
+  const { stdout } = spawnSync(process.execPath, ['-e', `console.log(JSON.stringify(require(${JSON.stringify(path.join(repoRoot, 'build', 'ts', 'src', 'tensor'))}).cpuAllocatorStats()))`],
+    { encoding: 'utf8', env: { ...process.env, CAMEMBERTA_CPU_ALLOCATOR: 'system' } });
+  assert.is(stdout.trim(), 'null');
+});
 
 test('CUDA queries answer; CUDA-only calls fail clearly on a CPU build', () => {
   assert.type(cudaAvailable(), 'boolean');

@@ -1,6 +1,6 @@
 // Free functions of the tensor API: factories (torch.zeros ...), torch.nn.functional ops,
 // multi-tensor (_foreach_) and AMP kernels, autograd and runtime settings.
-import { native } from './native';
+import { native, CpuAllocatorStats } from './native';
 import { aten, callOp, Reduction, ReductionName } from './ops';
 import { DType, FloatDType, IndexDType, dtypeCode, dtypeOfTypedArray, itemSize } from './dtype';
 import { Device, Generator, Tensor, wrap, optionalDtype } from './tensor';
@@ -474,6 +474,19 @@ export function deviceCount(): number {
 export function synchronize(device?: number): void {
   if (!native.builtWithCuda) throw new Error('synchronize(): camemberta was built without CUDA');
   native.synchronize(device);
+}
+
+/**
+ * The caching CPU allocator's counters (blocks of 256 KiB and more are reused instead of going
+ * back to the system), or null when CAMEMBERTA_CPU_ALLOCATOR=system turned it off.
+ */
+export function cpuAllocatorStats(): CpuAllocatorStats | null {
+  return native.cpuAllocatorStats();
+}
+
+/** Returns the CPU allocator's cached free blocks to the system (e.g. between training phases). */
+export function emptyCpuCache(): void {
+  native.emptyCpuCache();
 }
 
 export const builtWithCuda: boolean = native.builtWithCuda;

@@ -4,6 +4,16 @@ import * as path from 'path';
 import * as fs from 'fs';
 import { packageRoot } from '../package-root';
 
+export interface CpuAllocatorStats {
+  /** bytes held in free blocks for reuse */
+  cachedBytes: number;
+  /** the most the cache holds (CAMEMBERTA_CPU_CACHE_MB) */
+  capBytes: number;
+  /** large allocations served from the cache / from the system */
+  hits: number;
+  misses: number;
+}
+
 export interface NativeAddon {
   dispose(handle: number): void;
   liveTensorCount(): number;
@@ -43,6 +53,8 @@ export interface NativeAddon {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   callOp(op: number, ...args: any[]): any;
   saveTensors(path: string, names: string[], handles: number[]): void;
+  cpuAllocatorStats(): CpuAllocatorStats | null;
+  emptyCpuCache(): void;
   builtWithCuda: boolean;
   torchVersion: string;
 }
