@@ -1,7 +1,8 @@
 // The feed-forward pieces every BERT-family layer shares, with HuggingFace's attribute names
 // (HF repeats them per model: DebertaV2SelfOutput / DebertaV2Output / RobertaSelfOutput ...).
 import { Tensor } from '../tensor';
-import { Module, Linear, LayerNorm, Dropout } from '../nn';
+import { zeros } from '../tensor';
+import { Module, Parameter, Linear, LayerNorm, Dropout, Embedding } from '../nn';
 import { activation } from './activations';
 import { Activation } from './config-json';
 
@@ -45,4 +46,19 @@ export class Intermediate extends Module {
   forward(hidden: Tensor): Tensor {
     return this.act(this.dense.forward(hidden));
   }
+}
+
+/**
+ * A masked-LM output layer tied to the word embeddings: decoder.weight is the embedding matrix and
+ * decoder.bias is the returned bias (HF's `*.decoder.weight` / `*.bias`), one parameter each.
+ */
+export function tiedDecoder(inFeatures: number, wordEmbeddings: Embedding): { decoder: Linear; bias: Parameter } {
+  const [vocabSize] = wordEmbeddings.weight.shape;
+  const decoder = new Linear(inFeatures, vocabSize);
+  const bias = new Parameter(zeros([vocabSize]));
+  decoder.weight.dispose();
+  decoder.bias!.dispose();
+  decoder.weight = wordEmbeddings.weight;
+  decoder.bias = bias;
+  return { decoder, bias };
 }

@@ -13,7 +13,7 @@ import { Module, Parameter, Linear, Embedding, LayerNorm, Dropout, Conv1d } from
 import { PreTrainedModule, ModelInitOptions, initializeModel } from '../pretrained-module';
 import { activation, lowestValue } from '../activations';
 import { DebertaV2Config, DebertaDerived, debertaDerived } from './config';
-import { ResidualOutput, Intermediate } from '../blocks';
+import { ResidualOutput, Intermediate, tiedDecoder } from '../blocks';
 
 export interface DebertaInputs {
   /** [B, L] token ids. */
@@ -419,13 +419,7 @@ export class LegacyLMPredictionHead extends Module {
   constructor(config: DebertaV2Config, wordEmbeddings: Embedding) {
     super();
     this.transform = new LegacyPredictionHeadTransform(config);
-    this.decoder = new Linear(config.embedding_size, config.vocab_size);
-    this.bias = new Parameter(zeros([config.vocab_size]));
-    // Tie: decoder.weight is the word embedding matrix, decoder.bias is cls.predictions.bias.
-    this.decoder.weight.dispose();
-    this.decoder.bias!.dispose();
-    this.decoder.weight = wordEmbeddings.weight;
-    this.decoder.bias = this.bias;
+    ({ decoder: this.decoder, bias: this.bias } = tiedDecoder(config.embedding_size, wordEmbeddings));
   }
 
   forward(hidden: Tensor): Tensor {

@@ -6,7 +6,7 @@ import { Module, Parameter, Linear, Embedding, LayerNorm, Dropout } from '../../
 import { PreTrainedModule, ModelInitOptions, initializeModel } from '../pretrained-module';
 import { lowestValue } from '../activations';
 import { RobertaConfig } from './config';
-import { ResidualOutput, Intermediate } from '../blocks';
+import { ResidualOutput, Intermediate, tiedDecoder } from '../blocks';
 import { maskedLMLoss } from '../deberta/modeling';
 
 export interface RobertaInputs {
@@ -185,12 +185,7 @@ export class RobertaLMHead extends Module {
     super();
     this.dense = new Linear(config.hidden_size, config.hidden_size);
     this.layer_norm = new LayerNorm(config.hidden_size, config.layer_norm_eps);
-    this.decoder = new Linear(config.hidden_size, config.vocab_size);
-    this.bias = new Parameter(zeros([config.vocab_size]));
-    this.decoder.weight.dispose();
-    this.decoder.bias!.dispose();
-    this.decoder.weight = wordEmbeddings.weight;
-    this.decoder.bias = this.bias;
+    ({ decoder: this.decoder, bias: this.bias } = tiedDecoder(config.hidden_size, wordEmbeddings));
   }
 
   forward(hidden: Tensor): Tensor {
