@@ -60,3 +60,48 @@ function syncDirectory(dir: string): void {
     if (fd !== undefined) fs.closeSync(fd);
   }
 }
+
+/**
+ * Builds a directory in a unique staging directory beside `destination`, flushes every file in
+ * it to disk, then puts it in place: a new destination appears in one rename; an existing one is
+ * first renamed aside and removed only once the new one is in place. Readers see the old
+ * directory or the complete new one; a crash leaves at worst a stray `.staging-*` or `.old-*`
+ * directory beside it. Concurrent writers each get their own staging directory; the last rename wins.
+ */
+export function replaceDirectoryAtomicSync(destination: string, fill: (staging: string) => void): void {
+  const target = path.resolve(destination);
+  const parent = path.dirname(target);
+  fs.mkdirSync(parent, { recursive: true });
+  const unique = () => `${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
+  const staging = path.join(parent, `.${path.basename(target)}.staging-${unique()}`);
+  fs.mkdirSync(staging);
+  let placed = false;
+  try {
+    fill(staging);
+    syncTree(staging);
+    let aside: string | undefined;
+    if (fs.existsSync(target)) {
+      aside = path.join(parent, `.${path.basename(target)}.old-${unique()}`);
+      fs.renameSync(target, aside);
+    }
+    fs.renameSync(staging, target);
+    placed = true;
+    syncDirectory(parent);
+    if (aside) fs.rmSync(aside, { recursive: true, force: true });
+  } finally {
+    if (!placed) fs.rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+function syncTree(dir: string): void {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) {
+      syncTree(full);
+    } else if (entry.isFile()) {
+      const fd = fs.openSync(full, 'r');
+      try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+    }
+  }
+  syncDirectory(dir);
+}
