@@ -15,11 +15,16 @@ process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 interface Scalar { tag: string; step: number; value: number | string }
 
-function reader(...args: string[]): any {
-  return JSON.parse(runPython([pythonScript('tensorboard_reader.py'), ...args]).stdout);
+interface Records { records: number; file_version: string | null; error: string | null }
+
+/** Runs reader commands (each an argument list) in one Python process: importing tensorboard costs a second. */
+function reader(...commands: string[][]): any[] {
+  const args = commands.flatMap((command, i) => (i === 0 ? command : ['--then', ...command]));
+  const lines = runPython([pythonScript('tensorboard_reader.py'), ...args]).stdout.trim().split('\n');
+  assert.is(lines.length, commands.length, 'one JSON line per reader command');
+  return lines.map((line) => JSON.parse(line));
 }
-const readScalars = (dir: string): Scalar[] => reader('scalars', dir).scalars;
-const readRecords = (file: string): { records: number; file_version: string | null; error: string | null } => reader('records', file);
+const scalarsOf = (result: { scalars: Scalar[] }): Scalar[] => result.scalars;
 
 /** As the reader prints it: float32-rounded, with NaN and the infinities as strings. */
 function expectedValue(value: number): number | string {
@@ -76,10 +81,9 @@ test('EventAccumulator reads back every tag, step and float32 value written', ()
   assert.is(rest.slice(-2)[0], String(process.pid));
   assert.is(rest.slice(0, -2).join('.'), os.hostname());
 
-  const expected = sortScalars(writes.flatMap(([step, scalars]) => Object.entries(scalars).map(([tag, value]) => ({ tag, step, value: expectedValue(value) }))));
-  assert.equal(sortScalars(readScalars(dir)), expected);
-
-  const records = readRecords(file);
+  const [scalars, records] = reader(['scalars', dir], ['records', file]);
+  const expected = sortScalars(writes.flatMap(([step, values]) => Object.entries(values).map(([tag, value]) => ({ tag, step, value: expectedValue(value) }))));
+  assert.equal(sortScalars(scalarsOf(scalars)), expected);
   assert.equal(records, { records: 1 + writes.length, file_version: EVENT_FILE_VERSION, error: null });
 });
 
@@ -87,26 +91,31 @@ test('a corrupted byte fails the CRC check: the reader stops at that record', ()
   const dir = path.join(tmp, 'corrupt');
   const file = writeRun(dir, writes.slice(0, 3));
   const bytes = fs.readFileSync(file);
+  fs.rmSync(file);
   // Walk the records by their lengths to the third one (step 1) and flip a bit in the last byte
   // of its data: that byte is the float of a simple_value, so without the CRC the record would
   // still parse, just with a different number.
   let offset = 0;
   for (let record = 0; record < 2; record += 1) offset += 8 + 4 + Number(bytes.readBigUInt64LE(offset)) + 4;
   const dataLength = Number(bytes.readBigUInt64LE(offset));
-  const corrupted = Buffer.from(bytes);
-  corrupted[offset + 12 + dataLength - 1] ^= 0x01;
-  fs.writeFileSync(file, corrupted);
-  const records = readRecords(file);
-  assert.is(records.records, 2);
-  assert.match(records.error ?? '', /event crc32/);
-  // EventAccumulator keeps what came before and nothing from the corrupted record on.
-  assert.equal([...new Set(readScalars(dir).map((s) => s.step))], [0]);
-
+  const badData = Buffer.from(bytes);
+  badData[offset + 12 + dataLength - 1] ^= 0x01;
+  const badDataFile = path.join(dir, path.basename(file));
+  fs.writeFileSync(badDataFile, badData);
   // A corrupted length is caught by the header CRC.
   const badLength = Buffer.from(bytes);
   badLength[offset] ^= 0x01;
-  fs.writeFileSync(file, badLength);
-  assert.match(readRecords(file).error ?? '', /header crc32/);
+  const badLengthFile = path.join(tmp, 'corrupt-length', path.basename(file));
+  fs.mkdirSync(path.dirname(badLengthFile));
+  fs.writeFileSync(badLengthFile, badLength);
+
+  const [dataRecords, scalars, lengthRecords] = reader(['records', badDataFile], ['scalars', dir], ['records', badLengthFile]) as [Records, { scalars: Scalar[] }, Records];
+  assert.is(dataRecords.records, 2);
+  assert.match(dataRecords.error ?? '', /event crc32/);
+  // EventAccumulator keeps what came before and nothing from the corrupted record on.
+  assert.equal([...new Set(scalarsOf(scalars).map((s) => s.step))], [0]);
+  assert.is(lengthRecords.records, 2);
+  assert.match(lengthRecords.error ?? '', /header crc32/);
 });
 
 test('a resumed run writes a new file; with purgeAfterStep TensorBoard shows the redone steps, not the abandoned ones', () => {
@@ -118,13 +127,14 @@ test('a resumed run writes a new file; with purgeAfterStep TensorBoard shows the
   const second = writeRun(dir, redone, 2);
   assert.is.not(first, second);
   assert.equal(fs.readdirSync(dir).sort(), [path.basename(first), path.basename(second)].sort());
-  assert.equal(readScalars(dir).map((s) => [s.step, s.value]), [[0, 10], [1, 11], [2, 12], [3, 23], [4, 24], [5, 25]]);
-  assert.is(readRecords(second).records, 1 + 1 + redone.length);
   // Without it, both values of the redone steps stay: the START record is what TensorBoard acts on.
   const unpurged = path.join(tmp, 'resumed-unpurged');
   writeRun(unpurged, abandoned);
   writeRun(unpurged, redone);
-  assert.equal(readScalars(unpurged).map((s) => s.step), [0, 1, 2, 3, 4, 3, 4, 5]);
+  const [purgedScalars, secondRecords, unpurgedScalars] = reader(['scalars', dir], ['records', second], ['scalars', unpurged]);
+  assert.equal(scalarsOf(purgedScalars).map((s) => [s.step, s.value]), [[0, 10], [1, 11], [2, 12], [3, 23], [4, 24], [5, 25]]);
+  assert.is(secondRecords.records, 1 + 1 + redone.length);
+  assert.equal(scalarsOf(unpurgedScalars).map((s) => s.step), [0, 1, 2, 3, 4, 3, 4, 5]);
 });
 
 test('--compare: TensorBoard holds every scalar of log.jsonl, and a differing value is reported', () => {
@@ -141,7 +151,7 @@ test('--compare: TensorBoard holds every scalar of log.jsonl, and a differing va
   writer.addScalars(6, { loss: 1 });   // TensorBoard-only: counted, not an error
   log.close();
   writer.close();
-  const result = reader('--compare', logFile, path.join(dir, 'tb'));
+  const [result] = reader(['--compare', logFile, path.join(dir, 'tb')]);
   assert.is(result.compared, 10);
   assert.is(result.tensorboard_only, 1);
   assert.equal(result.mismatches, [{ tag: 'loss', step: 5, log: 7 / 5, tensorboard: 99 }]);

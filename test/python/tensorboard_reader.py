@@ -12,6 +12,8 @@
       to float32. null and string values are not scalars and are skipped. "tensorboard_only"
       counts (tag, step) pairs TensorBoard has that log.jsonl does not (not an error: a trainer may
       write some scalars more often to TensorBoard).
+  COMMAND --then COMMAND ...
+      Several of the above in one process (one import of tensorboard), one JSON line each.
 """
 import json
 import math
@@ -115,16 +117,27 @@ def compare(log_jsonl, tb_dir):
     return {"compared": compared, "mismatches": mismatches, "tensorboard_only": len(set(tensorboard) - logged)}
 
 
-def main(argv):
+def run(argv):
     if len(argv) == 3 and argv[0] == "--compare":
-        result = compare(argv[1], argv[2])
-    elif len(argv) == 2 and argv[0] == "scalars":
-        result = {"scalars": [{**s, "value": json_number(s["value"])} for s in load_scalars(argv[1])]}
-    elif len(argv) == 2 and argv[0] == "records":
-        result = read_records(argv[1])
-    else:
-        raise SystemExit(__doc__)
-    print(json.dumps(result))
+        return compare(argv[1], argv[2])
+    if len(argv) == 2 and argv[0] == "scalars":
+        return {"scalars": [{**s, "value": json_number(s["value"])} for s in load_scalars(argv[1])]}
+    if len(argv) == 2 and argv[0] == "records":
+        return read_records(argv[1])
+    raise SystemExit(__doc__)
+
+
+def main(argv):
+    # Importing tensorboard takes about a second: several commands joined by "--then" share one
+    # process and print one JSON line each.
+    commands = [[]]
+    for arg in argv:
+        if arg == "--then":
+            commands.append([])
+        else:
+            commands[-1].append(arg)
+    for command in commands:
+        print(json.dumps(run(command)))
 
 
 if __name__ == "__main__":
