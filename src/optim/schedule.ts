@@ -32,7 +32,7 @@ export function validateSchedule(config: ScheduleConfig): string[] {
   if (!Number.isInteger(warmupSteps) || warmupSteps < 0) problems.push(`warmupSteps must be a non-negative integer, got ${warmupSteps}`);
   if (!DECAYS.includes(decay)) problems.push(`decay must be one of ${DECAYS.join(', ')}, got ${JSON.stringify(decay)}`);
   if (typeof power !== 'number' || !Number.isFinite(power) || power <= 0) problems.push(`power must be a positive number, got ${power}`);
-  if (Number.isInteger(totalSteps) && Number.isInteger(warmupSteps)) {
+  if (Number.isInteger(totalSteps) && totalSteps > 0 && Number.isInteger(warmupSteps) && warmupSteps >= 0) {
     if (warmupSteps > totalSteps) {
       problems.push(`warmupSteps (${warmupSteps}) must not exceed totalSteps (${totalSteps})`);
     } else if (warmupSteps === totalSteps && decay !== 'constant') {

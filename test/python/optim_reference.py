@@ -1,7 +1,7 @@
 """Reference optimizer math for test/optim-*.test.ts, in plain PyTorch.
 
     python optim_reference.py lamb      < spec.json   -> {"params": {name: [flat values]}}
-    python optim_reference.py schedule  < spec.json   -> {"lrs": [lr for steps 0..n-1]}
+    python optim_reference.py schedule  < spec.json   -> {"lrs": [[lr for steps 0..n-1] per config]}
     python optim_reference.py clip      < spec.json   -> {"total_norm": x, "grads": [[...], ...]}
 
 These transcribe the code CamemBERTa's recipe follows, so that our TypeScript is checked against
@@ -25,10 +25,10 @@ the algorithm as written there rather than against itself:
 import json
 import sys
 
-import torch
-
 
 def lamb(spec):
+    import torch  # here, not at the top: the schedule needs only the standard library and starts faster
+
     beta_1, beta_2 = spec["betas"]
     eps = spec["eps"]
     weight_decay_rate = spec["weight_decay"]
@@ -87,10 +87,12 @@ def learning_rate(spec, step):
 
 
 def schedule(spec):
-    return {"lrs": [learning_rate(spec, step) for step in range(spec["steps"])]}
+    return {"lrs": [[learning_rate(config, step) for step in range(spec["steps"])] for config in spec["configs"]]}
 
 
 def clip(spec):
+    import torch
+
     grads = [torch.tensor(g, dtype=torch.float32) for g in spec["grads"]]
     max_norm = spec["max_norm"]
     norms = torch.stack([torch.linalg.vector_norm(g, 2) for g in grads])
