@@ -2,7 +2,6 @@
 // pytorch_model.bin), interchangeable with transformers' save_pretrained / from_pretrained.
 import * as fs from 'fs';
 import * as path from 'path';
-import * as crypto from 'crypto';
 import { Tensor, DType, saveTensors, loadTensors, fromBytes, dispose } from '../tensor';
 import { describeResult, LoadStateDictResult, StateDictError } from '../nn';
 import { PreTrainedModule, ModelConfig, ModelInitOptions } from '../models/pretrained-module';
@@ -14,6 +13,7 @@ import {
   SafetensorsDtype, SafetensorsTensor, readSafetensors, readShardedSafetensors, writeSafetensors,
   SINGLE_FILE_NAME, SHARDED_INDEX_NAME,
 } from './safetensors';
+import { updateDirectoryAtomicSync } from './atomic';
 
 export const CONFIG_NAME = 'config.json';
 export const SAFETENSORS_NAME = SINGLE_FILE_NAME;
@@ -69,23 +69,21 @@ export function checkpointTensors(model: PreTrainedModule): Map<string, Tensor> 
 }
 
 /**
- * Writes config.json and the weights (model.safetensors, pytorch_model.bin, or both) into dir.
- * Everything is first written into a staging directory next to dir. A new dir then appears in
- * one rename; an existing one gets each file by rename, weights first and config.json last, and
- * loses the weight files of the formats not written (so no stale weights are left behind).
- * A crash leaves either the old files or the new ones, plus at worst a stray staging directory.
+ * Writes config.json and the weights (model.safetensors, pytorch_model.bin, or both) into dir
+ * through updateDirectoryAtomicSync: everything is staged and flushed beside dir, a new dir
+ * appears in one rename, an existing one gets each file by rename (weights first, config.json
+ * last) and loses the weight files of the formats not written, so no stale weights are left
+ * behind. Other files in dir (tokenizer files) are kept. Concurrent saves into one directory
+ * never fail on each other and leave only complete files.
  */
 export function savePretrained(model: PreTrainedModule, dir: string, options: { format?: SaveFormat } = {}): void {
   const format = options.format ?? 'safetensors';
   if (!['safetensors', 'bin', 'both'].includes(format)) throw new Error(`savePretrained: format must be 'safetensors', 'bin' or 'both', got ${JSON.stringify(format)}`);
   const target = path.resolve(dir);
   if (fs.existsSync(target) && !fs.statSync(target).isDirectory()) throw new Error(`savePretrained: ${target} exists and is not a directory`);
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  const staging = path.join(path.dirname(target), `.${path.basename(target)}.staging-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
-  fs.mkdirSync(staging);
-  try {
+  const written: string[] = [];
+  updateDirectoryAtomicSync(target, (staging) => {
     const tensors = checkpointTensors(model);
-    const written: string[] = [];
     if (format === 'safetensors' || format === 'both') {
       const entries = new Map([...tensors].map(([key, t]) => [key, toSafetensorsEntry(t, key)] as const));
       writeSafetensors(path.join(staging, SAFETENSORS_NAME), entries, { format: 'pt' });
@@ -98,30 +96,14 @@ export function savePretrained(model: PreTrainedModule, dir: string, options: { 
     const json = configToJson(model.config, model.architecture);
     fs.writeFileSync(path.join(staging, CONFIG_NAME), `${JSON.stringify(json, null, 2)}\n`);
     written.push(CONFIG_NAME);
-    for (const name of written) fsyncFile(path.join(staging, name));
-
-    if (!fs.existsSync(target)) {
-      fs.renameSync(staging, target);
-      return;
-    }
-    for (const stale of [SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, PYTORCH_NAME, PYTORCH_INDEX_NAME]) {
-      if (!written.includes(stale)) removeWeights(target, stale);
-    }
-    for (const name of written) fs.renameSync(path.join(staging, name), path.join(target, name));
-    fs.rmSync(staging, { recursive: true, force: true });
-  } catch (error) {
-    fs.rmSync(staging, { recursive: true, force: true });
-    throw error;
-  }
-}
-
-function fsyncFile(file: string): void {
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+    return written;
+  }, {
+    beforeMerge: (existing) => {
+      for (const stale of [SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, PYTORCH_NAME, PYTORCH_INDEX_NAME]) {
+        if (!written.includes(stale)) removeWeights(existing, stale);
+      }
+    },
+  });
 }
 
 /** Removes a weight file, or an index and the shards it lists. */
