@@ -19,12 +19,12 @@ export function copyParameters(named: [string, Tensor][]): [string, Tensor][] {
   return named.map(([name, p]) => [name, keep(noGrad(() => tidy(() => p.detach().clone())).requiresGrad_())]);
 }
 
-/** Forward and backward of a small loss that depends on `step`, leaving gradients in .grad. */
-export function backwardStep(named: [string, Tensor][], step: number): void {
+/** Forward and backward of a small loss that depends on `step` (through `transform`, e.g. a loss scaler), leaving gradients in .grad. */
+export function backwardStep(named: [string, Tensor][], step: number, transform: (loss: Tensor) => Tensor = (loss) => loss): void {
   const [w, b, gamma] = named.map(([, p]) => p);
   tidy(() => {
     const x = arange(15, undefined, 1, { dtype: 'float32' }).mul(0.7).add(step * 0.37).cos().reshape(5, 3);
-    linear(x, w, b).mul(gamma).tanh().sub(0.3).pow(2).sum().backward();
+    transform(linear(x, w, b).mul(gamma).tanh().sub(0.3).pow(2).sum()).backward();
   });
 }
 

@@ -2,7 +2,7 @@
 
     python optim_reference.py lamb      < spec.json   -> {"params": {name: [flat values]}}
     python optim_reference.py schedule  < spec.json   -> {"lrs": [[lr for steps 0..n-1] per config]}
-    python optim_reference.py clip      < spec.json   -> {"total_norm": x, "grads": [[...], ...]}
+    python optim_reference.py clip      < spec.json   -> {"total_norm": x, "clipped": [grads clipped at each max_norm]}
 
 These transcribe the code CamemBERTa's recipe follows, so that our TypeScript is checked against
 the algorithm as written there rather than against itself:
@@ -94,11 +94,13 @@ def clip(spec):
     import torch
 
     grads = [torch.tensor(g, dtype=torch.float32) for g in spec["grads"]]
-    max_norm = spec["max_norm"]
     norms = torch.stack([torch.linalg.vector_norm(g, 2) for g in grads])
     total = torch.linalg.vector_norm(norms, 2)
-    scale = max_norm / torch.maximum(total, torch.tensor(max_norm))
-    return {"total_norm": total.item(), "grads": [(g * scale).tolist() for g in grads]}
+    clipped = []
+    for max_norm in spec["max_norms"]:
+        scale = max_norm / torch.maximum(total, torch.tensor(max_norm))
+        clipped.append([(g * scale).tolist() for g in grads])
+    return {"total_norm": total.item(), "clipped": clipped}
 
 
 if __name__ == "__main__":
