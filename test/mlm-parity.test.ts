@@ -38,7 +38,8 @@ function deberta(): DebertaV2ForMaskedLM {
     embedding_size: 48, position_buckets: 16, max_position_embeddings: 64, conv_kernel_size: 0,
     hidden_dropout_prob: 0, attention_probs_dropout_prob: 0,
   });
-  return new DebertaV2ForMaskedLM(config, { generator: new Generator({ seed: 1 }) });
+  using generator = new Generator({ seed: 1 });
+  return new DebertaV2ForMaskedLM(config, { generator });
 }
 
 function roberta(): RobertaForMaskedLM {
@@ -47,7 +48,8 @@ function roberta(): RobertaForMaskedLM {
     max_position_embeddings: 64, type_vocab_size: 1, layer_norm_eps: 1e-5, pad_token_id: 1, bos_token_id: 0, eos_token_id: 2,
     hidden_dropout_prob: 0, attention_probs_dropout_prob: 0,
   }, 'mlm-parity roberta');
-  return new RobertaForMaskedLM(config, { generator: new Generator({ seed: 2 }) });
+  using generator = new Generator({ seed: 2 });
+  return new RobertaForMaskedLM(config, { generator });
 }
 
 let root = '';
@@ -60,10 +62,11 @@ test.before(() => {
     { name: 'roberta', model: roberta(), special: { cls: 0, pad: 1, sep: 2, mask: VOCAB - 1 }, modelType: 'roberta' },
   ] as const;
   for (const [i, { name, model, special, modelType }] of specs.entries()) {
-    randomizeParameters(model, new Generator({ seed: 10 + i }));
+    using generator = new Generator({ seed: 10 + i });
+    randomizeParameters(model, generator);
     model.eval();
-    const batch = paddedBatch(LENGTHS, VOCAB, special, 3, new Generator({ seed: 20 + i }));
-    const masking = bertMask(batch.inputIds, batch.attentionMask, special, BERT_MASKING, VOCAB, new Generator({ seed: 30 + i }));
+    const batch = paddedBatch(LENGTHS, VOCAB, special, 3, generator);
+    const masking = bertMask(batch.inputIds, batch.attentionMask, special, BERT_MASKING, VOCAB, generator);
     cases.push({ name, model, special, batch, masking });
     writeReferenceCase(root, name, {
       spec: { kind: 'mlm', model_type: modelType },
