@@ -6,13 +6,18 @@
 //   u = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd w          (wd only where not excluded)
 //   r = ||w|| / ||u||, 1 where either norm is 0                          (only where not excluded)
 //   w -= lr r u
-// Each parameter group is updated by a fixed number of multi-tensor (_foreach_) calls; the trust
-// ratios are computed for the whole group as one vector, so nothing reads back to the host.
-import { Tensor, aten, callOp, foreach, keep, noGrad, stack, tidy, where, zerosLike, dispose } from '../tensor';
+// Each parameter group is updated by a fixed number of multi-tensor calls (libtorch's fused Adam
+// kernel for the moments and m_hat / (sqrt(v_hat) + eps), then _foreach_ ops); the trust ratios
+// are computed for the whole group as one vector, so nothing reads back to the host.
+import { Tensor, aten, callOp, emptyLike, foreach, keep, noGrad, stack, tidy, where, zeros, zerosLike, dispose } from '../tensor';
 import { isBiasOrLayerNorm } from './adamw';
 import { Optimizer, StepOptions, checkOptimizerKind, checkStateTensors, copyStateTensors, trainableParameters } from './optimizer';
 
-const foreachReciprocal_ = aten('_foreach_reciprocal_');
+const fusedAdam = aten('_fused_adam_');
+
+function handles(tensors: readonly Tensor[]): number[] {
+  return tensors.map((t) => t.handle);
+}
 
 export interface LambOptions {
   lr: number;
@@ -28,6 +33,8 @@ interface LambGroup {
   params: Tensor[];
   expAvg: Tensor[];
   expAvgSq: Tensor[];
+  /** The global step as float32 0-dim tensors, one per parameter: what the fused kernel reads. Derived from stepCount, not saved. */
+  steps: Tensor[];
   /** Weight decay and trust ratio both apply (the two exclusions are one list in CamemBERTa's recipe). */
   adapted: boolean;
 }
@@ -65,6 +72,7 @@ export class Lamb implements Optimizer {
       params: entries.map(([, p]) => p),
       expAvg: entries.map(([, p]) => keep(zerosLike(p))),
       expAvgSq: entries.map(([, p]) => keep(zerosLike(p))),
+      steps: entries.map(([, p]) => keep(zeros([], { device: p.device }))),
       adapted: isAdapted,
     }));
     this.groups = [group(adapted, true), group(plain, false)].filter((g) => g.params.length > 0);
@@ -76,51 +84,52 @@ export class Lamb implements Optimizer {
 
   step(lr: number, options: StepOptions = {}): void {
     if (!Number.isFinite(lr) || lr < 0) throw new RangeError(`Lamb.step: lr must be a finite number >= 0, got ${lr}`);
-    // The one host read of a step: the bias correction and the step count live on the host.
+    // The one host read of a step: the step count lives on the host.
     if (options.foundInf !== undefined && options.foundInf.item() !== 0) return;
     const t = this.completedSteps + 1;
-    const [beta1, beta2] = this.betas;
-    const biasCorrection1 = 1 - beta1 ** t;
-    const biasCorrection2 = 1 - beta2 ** t;
     noGrad(() => tidy(() => {
-      for (const group of this.groups) this.updateGroup(group, lr, biasCorrection1, biasCorrection2);
+      for (const group of this.groups) {
+        foreach.add_(group.steps, 1);
+        this.updateGroup(group, lr);
+      }
     }));
     this.completedSteps = t;
   }
 
-  private updateGroup(group: LambGroup, lr: number, biasCorrection1: number, biasCorrection2: number): void {
+  private updateGroup(group: LambGroup, lr: number): void {
     const [beta1, beta2] = this.betas;
-    const params: Tensor[] = [];
+    const present: number[] = [];
     const grads: Tensor[] = [];
-    const expAvg: Tensor[] = [];
-    const expAvgSq: Tensor[] = [];
     group.params.forEach((p, i) => {
       const g = p.grad;
       if (g === null) return;
-      params.push(p);
+      present.push(i);
       grads.push(g);
-      expAvg.push(group.expAvg[i]);
-      expAvgSq.push(group.expAvgSq[i]);
     });
-    if (params.length === 0) return;
-    foreach.lerp_(expAvg, grads, 1 - beta1);
-    foreach.mul_(expAvgSq, beta2);
-    foreach.addcmul_(expAvgSq, grads, grads, 1 - beta2);
-    // update = m_hat / (sqrt(v_hat) + eps), built in place in one temporary per parameter.
-    const update = foreach.sqrt(expAvgSq);
-    foreach.mul_(update, 1 / Math.sqrt(biasCorrection2));
-    foreach.add_(update, this.eps);
-    foreach.mul_(update, biasCorrection1);
-    callOp(foreachReciprocal_, update.map((u) => u.handle));
-    foreach.mul_(update, expAvg);
-    if (group.adapted) {
-      if (this.weightDecay !== 0) foreach.add_(update, params, this.weightDecay);
-      const weightNorms = stack(foreach.norm(params));
-      const updateNorms = stack(foreach.norm(update));
-      const ratios = where(weightNorms.gt(0).logicalAnd(updateNorms.gt(0)), weightNorms.div(updateNorms), 1);
-      foreach.mul_(update, ratios.unbind(0));
+    if (present.length === 0) return;
+    const pick = (list: Tensor[]) => present.map((i) => list[i]);
+    const [params, expAvg, expAvgSq] = [pick(group.params), pick(group.expAvg), pick(group.expAvgSq)];
+    // libtorch's fused Adam kernel computes exactly LAMB's first half in one pass over each tensor:
+    // m, v and, into its "parameter", -lr * m_hat / (sqrt(v_hat) + eps) with the bias corrections
+    // read from `steps` (the global step here). Excluded parameters take that step directly.
+    const steps = pick(group.steps);
+    if (!group.adapted) {
+      callOp(fusedAdam, handles(params), handles(grads), handles(expAvg), handles(expAvgSq), [], handles(steps),
+        lr, beta1, beta2, 0, this.eps, false, false, null, null);
+      return;
     }
-    foreach.add_(params, update, -lr);
+    // Adapted ones need the update as a tensor (for its norm): the same kernel with lr = -1 adds
+    // it to a zeroed buffer.
+    const update = params.map((p) => emptyLike(p));
+    foreach.zero_(update);
+    callOp(fusedAdam, handles(update), handles(grads), handles(expAvg), handles(expAvgSq), [], handles(steps),
+      -1, beta1, beta2, 0, this.eps, false, false, null, null);
+    if (this.weightDecay !== 0) foreach.add_(update, params, this.weightDecay);
+    const norms = stack(foreach.norm([...params, ...update]));
+    const weightNorms = norms.narrow(0, 0, params.length);
+    const updateNorms = norms.narrow(0, params.length, params.length);
+    const ratios = where(weightNorms.gt(0).logicalAnd(updateNorms.gt(0)), weightNorms.div(updateNorms), 1);
+    foreach.addcmul_(params, update, ratios.unbind(0), -lr);
   }
 
   zeroGrad(): void {
@@ -148,9 +157,15 @@ export class Lamb implements Optimizer {
     checkStateTensors(own, tensors, KIND);
     copyStateTensors(own, tensors);
     this.completedSteps = stepCount;
+    noGrad(() => {
+      for (const group of this.groups) {
+        foreach.zero_(group.steps);
+        foreach.add_(group.steps, stepCount);
+      }
+    });
   }
 
   dispose(): void {
-    for (const group of this.groups) dispose([group.expAvg, group.expAvgSq]);
+    for (const group of this.groups) dispose([group.expAvg, group.expAvgSq, group.steps]);
   }
 }

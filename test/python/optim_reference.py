@@ -7,19 +7,21 @@
 These transcribe the code CamemBERTa's recipe follows, so that our TypeScript is checked against
 the algorithm as written there rather than against itself:
 
-- LAMB: tensorflow_addons/optimizers/lamb.py (tfa 0.x), `LAMB._prepare_local` (local_step =
-  iterations + 1, beta powers) and `LAMB._resource_apply_dense` (moments, bias correction, update,
-  weight decay, trust ratio with its two 0-norm fallbacks to 1.0, `var - ratio * lr_t * update`),
-  which NVIDIA DeepLearningExamples TensorFlow2/LanguageModeling/ELECTRA/optimization.py
-  `create_optimizer` instantiates (optimizer="lamb", epsilon=1e-6, exclude_from_weight_decay=
-  ["layer_norm", "bias", "LayerNorm"], exclude_from_layer_adaptation = the same list with
-  skip_adaptive). Keras skips variables whose gradient is None but advances `iterations` once per
-  apply_gradients, so the bias correction follows the optimizer's global step, not a per-variable one.
-- Schedule: the same optimization.py, `WarmUp.__call__` (warm-up lr = init_lr * step / warmup_steps,
-  its `power` left at 1.0 by create_optimizer) around Keras `PolynomialDecay(init_lr, decay_steps=
-  num_train_steps - num_warmup_steps, end_learning_rate=end_lr, power=power)` with cycle=False
-  (step clamped to decay_steps). Keras evaluates the schedule at `optimizer.iterations` before it
-  is incremented, so the first update uses step 0.
+- LAMB: tensorflow_addons/optimizers/lamb.py (tensorflow/addons at 00beec06), `LAMB._prepare_local`
+  lines 107-126 (local_step = iterations + 1, float32 beta powers) and `LAMB._resource_apply_dense`
+  lines 128-163 (moments, bias correction, update, weight decay, trust ratio with its two 0-norm
+  fallbacks to 1.0, `var - ratio * lr_t * update`). NVIDIA DeepLearningExamples
+  TensorFlow2/LanguageModeling/ELECTRA/optimization.py (at 1d4211fe) instantiates it in
+  `create_optimizer`, lines 93-108: epsilon=1e-6, exclude_from_weight_decay=["layer_norm", "bias",
+  "LayerNorm"], and exclude_from_layer_adaptation = that same list when skip_adaptive (CamemBERTa's
+  setting; otherwise ["None"], i.e. every variable adapted). Keras skips variables whose gradient
+  is None but advances `iterations` once per apply_gradients, so the bias correction follows the
+  optimizer's global step, not a per-variable one.
+- Schedule: the same optimization.py, `WarmUp.__call__` lines 41-54 (warm-up lr = init_lr *
+  (step / warmup_steps) ** power, power left at 1.0 by create_optimizer) around Keras
+  `PolynomialDecay(init_lr, decay_steps=num_train_steps - num_warmup_steps, end_learning_rate=end_lr,
+  power=power)` built at lines 71-77, cycle=False (step clamped to decay_steps). Keras evaluates the
+  schedule at `optimizer.iterations` before it is incremented, so the first update uses step 0.
 - Clipping: TF's tf.clip_by_global_norm, written as scale = max_norm / max(global_norm, max_norm).
 """
 import json
