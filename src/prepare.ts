@@ -5,6 +5,7 @@ import { createCli, flagOption, integerOption, listOption, numberOption, runCli,
 import { createThroughputProgress } from './cli/progress';
 import { listCorpusFiles } from './data/corpus';
 import { prepare } from './data/prepare';
+import { DEFAULT_HELD_OUT_FRACTION } from './data/held-out';
 
 const cli = createCli('prepare.js', 'tokenize a text corpus into binary shards for pretraining (resumable: rerun after an interruption to finish)')
   .option('input', listOption('corpus files or directories (.txt, .txt.gz, .jsonl with a "text" field, .jsonl.gz)', { demandOption: true }))
@@ -13,6 +14,7 @@ const cli = createCli('prepare.js', 'tokenize a text corpus into binary shards f
   .option('docs-per-line', flagOption('each line of a .txt file is a document (otherwise blank lines separate documents)', { default: false }))
   .option('max-line-chars', integerOption('--max-line-chars', 'lines longer than this are split at a space (counted in the manifest)', { min: 1000 }, { default: 100_000 }))
   .option('shard-size-mb', numberOption('--shard-size-mb', 'raw text per shard, millions of characters', { min: 0.001 }, { default: 256 }))
+  .option('held-out-fraction', numberOption('--held-out-fraction', 'share of the documents held out for evaluation, chosen by a hash of their index in the input (0: none; recorded in manifest.json, no shard changes)', { min: 0, max: 0.5 }, { default: DEFAULT_HELD_OUT_FRACTION }))
   .option('threads', integerOption('--threads', 'tokenizer worker threads', { min: 1 }, { defaultDescription: 'all cores' }))
   .option('locale', stringOption('locale of the sentence splitter', { default: 'fr' }))
   .option('overwrite', flagOption('replace shards prepared with other inputs, tokenizer or settings instead of refusing', { default: false }))
@@ -35,6 +37,7 @@ void runCli(cli, async (options) => {
     docsPerLine: options.docsPerLine,
     maxLineChars: options.maxLineChars,
     shardSizeMB: options.shardSizeMb,
+    heldOutFraction: options.heldOutFraction,
     threads: options.threads,
     locale: options.locale,
     overwrite: options.overwrite,
@@ -47,7 +50,7 @@ void runCli(cli, async (options) => {
   const c = manifest.counts;
   process.stderr.write(
     `prepare.js: ${c.documents} documents, ${c.sentences} sentences, ${c.tokens} tokens in ${c.shards} shards ` +
-    `(${c.shardsReused} reused) in ${seconds.toFixed(1)} s; skipped ${c.emptyFiles} empty files, ${c.emptyDocuments} empty documents; ` +
+    `(${c.shardsReused} reused; ${c.heldOutDocuments} documents held out) in ${seconds.toFixed(1)} s; skipped ${c.emptyFiles} empty files, ${c.emptyDocuments} empty documents; ` +
     `${c.invalidUtf8Replacements} invalid UTF-8 replacements, ${c.longLineSplits} long-line splits\n`,
   );
 });

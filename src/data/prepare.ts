@@ -12,10 +12,14 @@ import { SentencePieceBackend, loadTokenizer } from '../tokenizer/index';
 import { CorpusStats, emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
 import { ShardHeader, ShardWriter, readShardHeader, shardFileName, tokenWidthFor } from './shard';
 import { TokenizePool } from './worker-pool';
+import { DEFAULT_HELD_OUT_FRACTION, HELD_OUT_SELECTION, HeldOutSelector, heldOutPerShard } from './held-out';
 import type { TokenizeResult } from './tokenize-worker';
 
 export const MANIFEST_FORMAT = 'camemberta-shards';
-export const MANIFEST_VERSION = 1;
+// Version 2 added the held-out split (`heldOut`, `counts.heldOutDocuments`, each shard's
+// `heldOutDocuments`); readManifest still reads version 1, as data with no held-out part.
+export const MANIFEST_VERSION = 2;
+const READABLE_MANIFEST_VERSIONS = [1, 2];
 
 export interface PrepareOptions {
   inputs: string[];
@@ -34,6 +38,9 @@ export interface PrepareOptions {
   /** SentencePiece backend (default: $CAMEMBERTA_SENTENCEPIECE, else native when built, else wasm);
    *  both give the same ids on all of fr-roman19 (docs/DATA.md) */
   tokenizerBackend?: SentencePieceBackend;
+  /** share of the documents held out for evaluation, chosen from their index in the input
+   *  stream (default 0.01; 0: none). Recorded in the manifest only: it changes no shard. */
+  heldOutFraction?: number;
   /** delete shards made with other settings instead of refusing */
   overwrite?: boolean;
   onWarning?: (message: string) => void;
@@ -53,6 +60,8 @@ export interface ShardEntry {
   firstDocument: number;
   bytes: number;
   sha256: string;
+  /** the shard's held-out documents, as indices within the shard, ascending */
+  heldOutDocuments: number[];
 }
 
 export interface Manifest {
@@ -68,7 +77,9 @@ export interface Manifest {
     specialTokenStrings: { pad: string; cls: string; sep: string; unk: string; mask: string };
   };
   settings: PrepareSettings;
-  counts: CorpusStats & { sentences: number; tokens: number; shards: number; shardsReused: number };
+  /** how the held-out documents were chosen (fraction 0: none are) */
+  heldOut: { fraction: number; selection: string };
+  counts: CorpusStats & { sentences: number; tokens: number; shards: number; shardsReused: number; heldOutDocuments: number };
   shards: ShardEntry[];
 }
 
@@ -106,6 +117,8 @@ function sha256File(path: string): string {
 }
 
 export async function prepare(options: PrepareOptions): Promise<Manifest> {
+  const heldOutFraction = options.heldOutFraction ?? DEFAULT_HELD_OUT_FRACTION;
+  const heldOutSelector = new HeldOutSelector(heldOutFraction);
   const files = listCorpusFiles(options.inputs);
   const tokenizer = await loadTokenizer(options.tokenizerPath, { backend: options.tokenizerBackend });
   const tokenWidth = tokenWidthFor(tokenizer.vocabSize);
@@ -200,6 +213,7 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
       onBytes: options.onBytes,
     })) {
       if (shardChars === 0) firstDocumentOfShard = document.index;
+      heldOutSelector.consider(document.index);
       let chars = 0;
       for (const line of document.lines) chars += line.length;
       shardChars += chars;
@@ -238,12 +252,15 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
       firstDocument: header.firstDocument,
       bytes: statSync(path).size,
       sha256: sha256File(path),
+      heldOutDocuments: [],
     });
   }
   const documentsInShards = entries.reduce((sum, entry) => sum + entry.documents, 0);
   if (documentsInShards !== stats.documents) {
     throw new PrepareError(`the shards in ${out} hold ${documentsInShards} documents but the corpus has ${stats.documents}; rerun with --overwrite`);
   }
+  const heldOut = heldOutSelector.finish(stats.documents);
+  heldOutPerShard(heldOut, entries).forEach((local, index) => { entries[index].heldOutDocuments = local; });
   const manifest: Manifest = {
     format: MANIFEST_FORMAT,
     formatVersion: MANIFEST_VERSION,
@@ -257,12 +274,14 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
       specialTokenStrings: { ...tokenizer.special.strings },
     },
     settings,
+    heldOut: { fraction: heldOutFraction, selection: HELD_OUT_SELECTION },
     counts: {
       ...stats,
       sentences: entries.reduce((sum, entry) => sum + entry.sentences, 0),
       tokens: entries.reduce((sum, entry) => sum + entry.tokens, 0),
       shards: entries.length,
       shardsReused: reused.size,
+      heldOutDocuments: heldOut.length,
     },
     shards: entries,
   };
@@ -274,8 +293,14 @@ export function readManifest(dir: string): Manifest {
   const path = join(dir, 'manifest.json');
   if (!existsSync(path)) throw new Error(`${path} does not exist: run prepare first (or let it finish)`);
   const manifest = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
-  if (manifest.format !== MANIFEST_FORMAT || manifest.formatVersion !== MANIFEST_VERSION) {
+  if (manifest.format !== MANIFEST_FORMAT || !READABLE_MANIFEST_VERSIONS.includes(manifest.formatVersion)) {
     throw new Error(`${path}: unsupported format ${manifest.format} v${manifest.formatVersion}`);
+  }
+  if (manifest.formatVersion === 1) {
+    // Before held-out splits: every document is a training document.
+    manifest.heldOut = { fraction: 0, selection: HELD_OUT_SELECTION };
+    manifest.counts.heldOutDocuments = 0;
+    for (const shard of manifest.shards) shard.heldOutDocuments = [];
   }
   return manifest;
 }
