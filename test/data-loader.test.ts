@@ -25,7 +25,7 @@ function writeDataset(dir: string, { heldOut = [] as number[], version = MANIFES
   let sentences = 0;
   for (let s = 0; s < 3; s++) {
     const file = path.join(dir, shardFileName(s));
-    const writer = new ShardWriter(`${file}.partial`, file, 2, s * 80);
+    const writer = new ShardWriter(file, 2, s * 80);
     for (let d = s * 80; d < (s + 1) * 80; d++) {
       const lengths = Int32Array.from({ length: random.randint(1, 8) }, () => random.randint(1, 40));
       const ids = new Int32Array(lengths.reduce((a, b) => a + b, 0)).fill(100 + d);

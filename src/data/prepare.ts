@@ -10,7 +10,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rea
 import { join } from 'path';
 import { SentencePieceBackend, loadTokenizer } from '../tokenizer/index';
 import { CorpusStats, emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
-import { ShardHeader, ShardWriter, readShardHeader, shardFileName, tokenWidthFor } from './shard';
+import { ShardHeader, ShardWriter, isUnfinishedShardFile, readShardHeader, shardFileName, tokenWidthFor } from './shard';
 import { TokenizePool } from './worker-pool';
 import { DEFAULT_HELD_OUT_FRACTION, HELD_OUT_SELECTION, HeldOutSelector, heldOutPerShard } from './held-out';
 import type { TokenizeResult } from './tokenize-worker';
@@ -144,12 +144,12 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
         throw new PrepareError(`${out} holds shards prepared with other inputs, tokenizer or settings (${SETTINGS_FILE} differs); use another --output or --overwrite`);
       }
       for (const name of readdirSync(out)) {
-        if (/^shard-\d+\.bin(\.partial)?$/.test(name) || name === 'manifest.json') rmSync(join(out, name));
+        if (/^shard-\d+\.bin$/.test(name) || isUnfinishedShardFile(name) || name === 'manifest.json') rmSync(join(out, name));
       }
     }
   }
   // A shard left half-written by a killed run is rewritten from scratch.
-  for (const name of readdirSync(out)) if (name.endsWith('.partial')) rmSync(join(out, name));
+  for (const name of readdirSync(out)) if (isUnfinishedShardFile(name)) rmSync(join(out, name));
   writeJsonAtomically(settingsPath, settings);
   const manifestPath = join(out, 'manifest.json');
   if (existsSync(manifestPath)) rmSync(manifestPath);
@@ -175,7 +175,7 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
     }
     const result = await item.result;
     // Items drain in order, so the previous shard's 'finish' has closed its writer by now.
-    writer ??= new ShardWriter(join(out, `${shardFileName(item.shard)}.partial`), join(out, shardFileName(item.shard)), tokenWidth, item.firstDocument);
+    writer ??= new ShardWriter(join(out, shardFileName(item.shard)), tokenWidth, item.firstDocument);
     writer.append(result.tokens, result.sentenceLengths, result.documentSentences);
     options.onTokens?.(result.tokens.length);
   };
