@@ -93,6 +93,9 @@ export function corruptSlots(inputIds: Tensor<'int64'>, positions: Tensor<'int64
   const used = weights.gt(0);
   let values = where(used.logicalAnd(choice.lt(options.maskTokenProb)), special.mask, originalIds);
   if (options.randomTokenProb > 0) {
+    if (!(Number.isInteger(randomVocabSize) && randomVocabSize > 0)) {
+      throw new RangeError(`randomTokenProb ${options.randomTokenProb} needs randomVocabSize, the ids random tokens are drawn from (got ${randomVocabSize})`);
+    }
     const random = randint(0, randomVocabSize, positions.shape, { generator, device: positions.device });
     const pickRandom = used.logicalAnd(choice.ge(options.maskTokenProb)).logicalAnd(choice.lt(options.maskTokenProb + options.randomTokenProb));
     values = where(pickRandom, random, values);
@@ -250,8 +253,10 @@ export class ElectraModel extends Module {
     const discInputIds = writeAtPositions(batch.inputIds, masking.positions, where(used, sampledIds, masking.originalIds));
     const replaced = discInputIds.ne(batch.inputIds);
 
+    // The delta's pad row gets no gradient, as the word-embedding table's own pad row.
+    const padIndex = this.discriminator.deberta.embeddings.word_embeddings.paddingIdx ?? -1;
     const wordEmbeddings = this.embedding_delta
-      ? embedding(this.generatorEmbeddings.detach(), discInputIds).add(embedding(this.embedding_delta, discInputIds))
+      ? embedding(this.generatorEmbeddings.detach(), discInputIds).add(embedding(this.embedding_delta, discInputIds, padIndex))
       : undefined;
     const hidden = this.discriminator.deberta.forward({ inputIds: discInputIds, attentionMask, tokenTypeIds }, { wordEmbeddings }).lastHiddenState;
     const discLogits = this.discriminator.discriminator_predictions.forward(hidden).float();
