@@ -24,6 +24,8 @@ export interface CheckpointMeta {
   data: unknown;
   tokens: number;
   elapsedSeconds: number;
+  /** The logging window in progress: micro-batches and tokens since the last log line. */
+  window?: { microBatches: number; tokens: number };
   config: TrainConfig;
 }
 

@@ -288,6 +288,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let tokensBefore = 0;
   let elapsedBefore = 0;
   let loaderState: LoaderState | undefined;
+  let resumedWindow = { microBatches: 0, tokens: 0 };
   const restore = (dir: string, whole: boolean) => tidy(() => {
     const checkpoint = loadCheckpoint(dir);
     model.loadStateDict(checkpoint.model);
@@ -302,6 +303,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       tokensBefore = checkpoint.meta.tokens;
       elapsedBefore = checkpoint.meta.elapsedSeconds;
       loaderState = (checkpoint.meta.data as { train: LoaderState }).train;
+      // The logging window in progress, so that the next log line is the one an uninterrupted run writes.
+      noGrad(() => statistics.copy_(checkpoint.state.get('trainer/statistics')!));
+      resumedWindow = checkpoint.meta.window ?? resumedWindow;
     }
   });
   if (resumeFrom) {
@@ -380,7 +384,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     return out;
   };
 
-  const checkpointNow = (elapsed: number, tokens: number) => {
+  const checkpointNow = (elapsed: number, tokens: number, windowMicroBatches: number, windowTokens: number) => {
     if (!isWriter) return;
     tidy(() => {
       const state = new Map<string, Tensor>();
@@ -389,9 +393,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       state.set('rng/global', new Tensor(native.generatorState(-1) as number) as Tensor);
       state.set('rng/masking', maskingGenerator.getState());
       state.set('rng/sampling', samplingGenerator.getState());
+      state.set('trainer/statistics', statistics);
       const meta: CheckpointMeta = {
         format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, step, optimizer: optimizer.stateJson(),
         data: { train: loader.state() }, tokens, elapsedSeconds: elapsed, config,
+        window: { microBatches: windowMicroBatches, tokens: windowTokens },
       };
       const dir = saveCheckpoint(outputDir, { model: new Map(named), state, meta }, (d) => tokenizer.saveForTransformers(d, modelConfigs.main.max_position_embeddings), config.checkpoint.keep);
       progress.log(`train: checkpoint ${dir}`);
@@ -401,8 +407,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   // 6. The loop.
   const started = Date.now();
   let windowStart = Date.now();
-  let windowTokens = 0;
-  let windowMicroBatches = 0;
+  let windowTokens = resumedWindow.tokens;
+  let windowMicroBatches = resumedWindow.microBatches;
   let tokens = tokensBefore;
   let lastMetrics: Record<string, number> = {};
   // Counted after the first step: the models cache relative-position tables per sequence length.
@@ -462,7 +468,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       if (options.stopAfterStep === step && !stopSignal) stopSignal = 'SIGINT';
       const elapsed = elapsedBefore + (Date.now() - started) / 1000;
       if (stopSignal || step === config.max_steps || (config.checkpoint.every > 0 && step % config.checkpoint.every === 0)) {
-        checkpointNow(elapsed, tokens);
+        checkpointNow(elapsed, tokens, windowMicroBatches, windowTokens);
         board?.flush();
       }
       if (stopSignal) break;
