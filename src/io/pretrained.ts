@@ -10,7 +10,7 @@ import { parseDebertaConfig, debertaConfigToJson, DebertaV2Config } from '../mod
 import { parseRobertaConfig, robertaConfigToJson, RobertaConfig } from '../models/roberta/config';
 import { readJsonFile, ConfigError } from '../models/config-json';
 import {
-  SafetensorsDtype, SafetensorsTensor, readSafetensors, readShardedSafetensors, writeSafetensors,
+  SafetensorsDtype, SafetensorsSource, SafetensorsTensor, iterateSafetensors, iterateShardedSafetensors, writeSafetensors,
   SINGLE_FILE_NAME, SHARDED_INDEX_NAME,
 } from './safetensors';
 import { updateDirectoryAtomicSync } from './atomic';
@@ -42,6 +42,16 @@ export function toSafetensorsEntry(t: Tensor, name = '<tensor>'): SafetensorsTen
   } finally {
     contiguous.dispose();
   }
+}
+
+/**
+ * A tensor as a writer source whose bytes are copied out only when the writer reaches it, so a
+ * checkpoint larger than memory allows twice (model + optimizer state) still saves.
+ */
+export function toSafetensorsSource(t: Tensor, name = '<tensor>'): SafetensorsSource {
+  const dtype = TO_SAFETENSORS[t.dtype as DType];
+  if (!dtype) throw new Error(`${name}: dtype ${t.dtype} has no safetensors equivalent`);
+  return { dtype, shape: t.shape, data: () => toSafetensorsEntry(t, name).data };
 }
 
 /** A safetensors entry as a CPU tensor of the same dtype. */
@@ -85,7 +95,7 @@ export function savePretrained(model: PreTrainedModule, dir: string, options: { 
   updateDirectoryAtomicSync(target, (staging) => {
     const tensors = checkpointTensors(model);
     if (format === 'safetensors' || format === 'both') {
-      const entries = new Map([...tensors].map(([key, t]) => [key, toSafetensorsEntry(t, key)] as const));
+      const entries = new Map([...tensors].map(([key, t]) => [key, toSafetensorsSource(t, key)] as const));
       writeSafetensors(path.join(staging, SAFETENSORS_NAME), entries, { format: 'pt' });
       written.push(SAFETENSORS_NAME);
     }
@@ -135,21 +145,20 @@ export function readConfig(dir: string): ModelConfig {
   throw new ConfigError(file, [{ key: 'model_type', message: `must be "deberta-v2" or "roberta", got ${JSON.stringify(modelType)}` }]);
 }
 
-/** Every tensor of the checkpoint in dir: safetensors preferred, then pytorch_model.bin (single or sharded). */
+/**
+ * Every tensor of the checkpoint in dir: safetensors preferred, then pytorch_model.bin (single or
+ * sharded). Tensors are made one at a time (one tensor's bytes in flight, whatever the size); on
+ * any failure every tensor already made is freed, so a bad shard leaks nothing.
+ */
 export function readCheckpoint(dir: string): { tensors: Map<string, Tensor>; file: string } {
   const single = path.join(dir, SAFETENSORS_NAME);
   const shardedIndex = path.join(dir, SAFETENSORS_INDEX_NAME);
   if (fs.existsSync(single) || fs.existsSync(shardedIndex)) {
-    const entries = fs.existsSync(single) ? readSafetensors(single).tensors : readShardedSafetensors(dir).tensors;
     const file = fs.existsSync(single) ? single : shardedIndex;
-    const tensors = new Map<string, Tensor>();
-    try {
-      for (const [name, entry] of entries) tensors.set(name, fromSafetensorsEntry(entry, name, file));
-    } catch (error) {
-      dispose([...tensors.values()]);
-      throw error;
-    }
-    return { tensors, file };
+    const entries = file === single ? iterateSafetensors(single) : iterateShardedSafetensors(dir);
+    return { tensors: collectFreeingOnError(function* () {
+      for (const [name, entry] of entries) yield [[name, fromSafetensorsEntry(entry, name, file)]];
+    }), file };
   }
   const bin = path.join(dir, PYTORCH_NAME);
   if (fs.existsSync(bin)) return { tensors: loadTensors(bin), file: bin };
@@ -159,14 +168,35 @@ export function readCheckpoint(dir: string): { tensors: Map<string, Tensor>; fil
     if (!index || typeof index.weight_map !== 'object' || index.weight_map === null) {
       throw new Error(`${binIndex}: "weight_map" must be an object of tensor name -> shard file`);
     }
-    const tensors = new Map<string, Tensor>();
-    for (const shard of new Set(Object.values(index.weight_map))) {
-      if (typeof shard !== 'string' || shard !== path.basename(shard)) throw new Error(`${binIndex}: shard ${JSON.stringify(shard)} must be a file name in ${dir}`);
-      for (const [name, t] of loadTensors(path.join(dir, shard))) tensors.set(name, t);
+    const shards = [...new Set(Object.values(index.weight_map))];
+    for (const shard of shards) {
+      if (typeof shard !== 'string' || shard !== path.basename(shard) || shard === '' || shard === '.' || shard === '..') {
+        throw new Error(`${binIndex}: shard ${JSON.stringify(shard)} must be a file name in ${dir}`);
+      }
     }
-    return { tensors, file: binIndex };
+    return { tensors: collectFreeingOnError(function* () {
+      for (const shard of shards) yield loadTensors(path.join(dir, shard));
+    }), file: binIndex };
   }
   throw new Error(`${dir}: no weights (looked for ${SAFETENSORS_NAME}, ${SAFETENSORS_INDEX_NAME}, ${PYTORCH_NAME}, ${PYTORCH_INDEX_NAME})`);
+}
+
+/** Gathers named tensors from batches; if producing any batch throws, frees all gathered so far. */
+function collectFreeingOnError(batches: () => Iterable<Iterable<[string, Tensor]>>): Map<string, Tensor> {
+  const tensors = new Map<string, Tensor>();
+  try {
+    for (const batch of batches()) {
+      for (const [name, t] of batch) {
+        // A name given twice (in two shards) would orphan the first tensor: free it.
+        tensors.get(name)?.dispose();
+        tensors.set(name, t);
+      }
+    }
+  } catch (error) {
+    dispose([...tensors.values()]);
+    throw error;
+  }
+  return tensors;
 }
 
 export interface LoadingInfo extends LoadStateDictResult {
@@ -226,8 +256,15 @@ export function loadPretrained(dir: string, options: FromPretrainedOptions = {})
       `(known: ${Object.keys(ARCHITECTURES).join(', ')}); pass { architecture } to choose one`);
   }
   const architecture = named ?? BASE_ARCHITECTURE[config.model_type];
-  const { tensors, file } = readCheckpoint(dir);
   const model = createModel(architecture, config, { ...options, init: options.init ?? 'normal' });
+  let checkpoint: { tensors: Map<string, Tensor>; file: string };
+  try {
+    checkpoint = readCheckpoint(dir);
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  const { tensors, file } = checkpoint;
   try {
     const { rename, dropped } = matchPrefix(model, [...tensors.keys()]);
     const ignorable = IGNORED_UNEXPECTED[config.model_type];
