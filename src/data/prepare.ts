@@ -6,12 +6,14 @@
 // and written strictly in corpus order: the output depends only on the inputs, the tokenizer and the
 // settings, never on timing or thread count.
 import { createHash } from 'crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from 'fs';
 import { join } from 'path';
-import { SentencePieceBackend, loadTokenizer } from '../tokenizer/index';
+import { LoadedTokenizer, SentencePieceBackend, loadTokenizer } from '../tokenizer/index';
 import { CorpusStats, emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
 import { ShardHeader, ShardWriter, isUnfinishedShardFile, readShardHeader, shardFileName, tokenWidthFor } from './shard';
 import { TokenizePool } from './worker-pool';
+import { writeFileAtomicSyncFrom } from '../io/atomic';
+import { lockDirectory } from './output-lock';
 import { DEFAULT_HELD_OUT_FRACTION, HELD_OUT_SELECTION, HeldOutSelector, heldOutPerShard } from './held-out';
 import type { TokenizeResult } from './tokenize-worker';
 
@@ -98,9 +100,7 @@ const SETTINGS_FILE = 'prepare-settings.json';
 const UNIT_CHARS = 1 << 20;
 
 function writeJsonAtomically(path: string, value: unknown): void {
-  const temporary = `${path}.partial`;
-  writeFileSync(temporary, JSON.stringify(value, null, 2) + '\n');
-  renameSync(temporary, path);
+  writeFileAtomicSyncFrom(path, JSON.stringify(value, null, 2) + '\n');
 }
 
 function sha256File(path: string): string {
@@ -136,6 +136,28 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
 
   const out = options.outputDir;
   mkdirSync(out, { recursive: true });
+  // Everything below deletes or replaces files in `out`: one run at a time.
+  const lock = lockDirectory(out, 'prepare');
+  try {
+    return await prepareLocked(options, { files, tokenizer, tokenWidth, settings, heldOutFraction, heldOutSelector, out });
+  } finally {
+    lock.release();
+  }
+}
+
+/** What prepare settles before it takes the output directory's lock. */
+interface PrepareRun {
+  files: string[];
+  tokenizer: LoadedTokenizer;
+  tokenWidth: 2 | 4;
+  settings: PrepareSettings;
+  heldOutFraction: number;
+  heldOutSelector: HeldOutSelector;
+  out: string;
+}
+
+async function prepareLocked(options: PrepareOptions, run: PrepareRun): Promise<Manifest> {
+  const { files, tokenizer, tokenWidth, settings, heldOutFraction, heldOutSelector, out } = run;
   const settingsPath = join(out, SETTINGS_FILE);
   if (existsSync(settingsPath)) {
     const previous = readFileSync(settingsPath, 'utf8');
