@@ -1,15 +1,16 @@
 #!/usr/bin/env node
 // prepare.js: corpus -> tokenized binary shards + manifest.json, for pretraining (docs/DATA.md).
 import { statSync } from 'fs';
-import { createCli, flagOption, integerOption, listOption, numberOption, runCli, stringOption } from './cli/args';
+import { createCli, flagOption, integerOption, listOption, numberOption, runCli, stringOption, UsageError } from './cli/args';
 import { createThroughputProgress } from './cli/progress';
 import { listCorpusFiles } from './data/corpus';
 import { prepare } from './data/prepare';
+import { readManifest, verifyShardChecksums } from './data/manifest';
 import { DEFAULT_HELD_OUT_FRACTION } from './data/held-out';
 
 const cli = createCli('prepare.js', 'tokenize a text corpus into binary shards for pretraining (resumable: rerun after an interruption to finish)')
-  .option('input', listOption('corpus files or directories (.txt, .txt.gz, .jsonl with a "text" field, .jsonl.gz)', { demandOption: true }))
-  .option('tokenizer', stringOption('SentencePiece model (spm.model); special tokens are read from it and the HF files beside it', { demandOption: true }))
+  .option('input', listOption('corpus files or directories (.txt, .txt.gz, .jsonl with a "text" field, .jsonl.gz); required unless --verify'))
+  .option('tokenizer', stringOption('SentencePiece model (spm.model); special tokens are read from it and the HF files beside it; required unless --verify'))
   .option('output', stringOption('directory for shard-NNNNN.bin, manifest.json and a copy of the tokenizer', { demandOption: true }))
   .option('docs-per-line', flagOption('each line of a .txt file is a document (otherwise blank lines separate documents)', { default: false }))
   .option('max-line-chars', integerOption('--max-line-chars', 'lines longer than this are split at a space (counted in the manifest)', { min: 1000 }, { default: 100_000 }))
@@ -19,10 +20,22 @@ const cli = createCli('prepare.js', 'tokenize a text corpus into binary shards f
   .option('locale', stringOption('locale of the sentence splitter', { default: 'fr' }))
   .option('overwrite', flagOption('replace shards prepared with other inputs, tokenizer or settings instead of refusing', { default: false }))
   .option('quiet', flagOption('no progress on stderr', { default: false }))
+  .option('verify', flagOption('only check the prepared --output: every shard\'s size, header and sha256 against manifest.json (writes nothing)', { default: false }))
   .epilog('Sequence length and example building (ELECTRA pairs or full-sentence packing) are chosen when\nthe shards are read for training, so one preparation serves both the 128 and the 512 phase.');
 
 void runCli(cli, async (options) => {
-  const files = listCorpusFiles(options.input);
+  if (options.verify) {
+    const manifest = readManifest(options.output);
+    const started = Date.now();
+    const bytes = verifyShardChecksums(options.output, manifest);
+    process.stderr.write(`prepare.js: ${options.output}: ${manifest.counts.shards} shards (${(bytes / 1e6).toFixed(1)} MB) match manifest.json: sizes, headers and sha256 (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    return;
+  }
+  const missing = (['input', 'tokenizer'] as const).filter((key) => options[key] === undefined);
+  if (missing.length) throw new UsageError(`missing required option${missing.length > 1 ? 's' : ''} ${missing.map((key) => `--${key}`).join(', ')} (or --verify)`);
+  const inputs = options.input!;
+  const tokenizerPath = options.tokenizer!;
+  const files = listCorpusFiles(inputs);
   const totalBytes = files.reduce((sum, file) => sum + statSync(file).size, 0);
   const progress = createThroughputProgress(totalBytes, { enabled: !options.quiet, label: 'prepare' });
   process.once('SIGINT', () => {
@@ -31,8 +44,8 @@ void runCli(cli, async (options) => {
     process.exit(130);
   });
   const manifest = await prepare({
-    inputs: options.input,
-    tokenizerPath: options.tokenizer,
+    inputs,
+    tokenizerPath,
     outputDir: options.output,
     docsPerLine: options.docsPerLine,
     maxLineChars: options.maxLineChars,

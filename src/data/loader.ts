@@ -15,7 +15,7 @@
 // shard), 'held-out' reads only those; the order and rank rules above apply within the split.
 import { join } from 'path';
 import { ExampleConfig, Example, ExampleBuilder, createExampleBuilder } from './examples';
-import { Manifest, readManifest } from './prepare';
+import { Manifest, checkShardFiles, readManifest } from './manifest';
 import { Random } from './random';
 import { Shard, readShard } from './shard';
 
@@ -98,6 +98,8 @@ export class PretrainingLoader {
 
   private constructor(private readonly config: LoaderConfig, state?: LoaderState) {
     this.manifest = readManifest(config.dataDir);
+    // The stream is indexed by the manifest's counts: they must be the files' (64 bytes a shard).
+    checkShardFiles(config.dataDir, this.manifest);
     this.rank = config.rank ?? 0;
     this.worldSize = config.worldSize ?? 1;
     if (!(this.rank >= 0 && this.rank < this.worldSize)) throw new Error(`rank ${this.rank} outside worldSize ${this.worldSize}`);

@@ -5,23 +5,20 @@
 // skips them without tokenizing. Documents are tokenized in worker threads, in units of about 1 MB,
 // and written strictly in corpus order: the output depends only on the inputs, the tokenizer and the
 // settings, never on timing or thread count.
-import { createHash } from 'crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from 'fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'fs';
 import { join } from 'path';
 import { LoadedTokenizer, SentencePieceBackend, loadTokenizer } from '../tokenizer/index';
-import { CorpusStats, emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
+import { emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
 import { ShardHeader, ShardWriter, isUnfinishedShardFile, readShardHeader, shardFileName, tokenWidthFor } from './shard';
 import { TokenizePool } from './worker-pool';
 import { writeFileAtomicSyncFrom } from '../io/atomic';
 import { lockDirectory } from './output-lock';
 import { DEFAULT_HELD_OUT_FRACTION, HELD_OUT_SELECTION, HeldOutSelector, heldOutPerShard } from './held-out';
 import type { TokenizeResult } from './tokenize-worker';
+import { MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, PrepareSettings, ShardEntry, sha256File } from './manifest';
 
-export const MANIFEST_FORMAT = 'camemberta-shards';
-// Version 2 added the held-out split (`heldOut`, `counts.heldOutDocuments`, each shard's
-// `heldOutDocuments`); readManifest still reads version 1, as data with no held-out part.
-export const MANIFEST_VERSION = 2;
-const READABLE_MANIFEST_VERSIONS = [1, 2];
+export { MANIFEST_FORMAT, MANIFEST_VERSION, ManifestError, readManifest } from './manifest';
+export type { Manifest, PrepareSettings, ShardEntry } from './manifest';
 
 export interface PrepareOptions {
   inputs: string[];
@@ -54,46 +51,6 @@ export interface PrepareOptions {
   onShardWritten?: (index: number) => void;
 }
 
-export interface ShardEntry {
-  file: string;
-  documents: number;
-  sentences: number;
-  tokens: number;
-  firstDocument: number;
-  bytes: number;
-  sha256: string;
-  /** the shard's held-out documents, as indices within the shard, ascending */
-  heldOutDocuments: number[];
-}
-
-export interface Manifest {
-  format: string;
-  formatVersion: number;
-  tokenizer: {
-    file: string;
-    sha256: string;
-    pieces: number;
-    vocabSize: number;
-    tokenWidth: 2 | 4;
-    specialTokens: { pad: number; cls: number; sep: number; unk: number; mask: number };
-    specialTokenStrings: { pad: string; cls: string; sep: string; unk: string; mask: string };
-  };
-  settings: PrepareSettings;
-  /** how the held-out documents were chosen (fraction 0: none are) */
-  heldOut: { fraction: number; selection: string };
-  counts: CorpusStats & { sentences: number; tokens: number; shards: number; shardsReused: number; heldOutDocuments: number };
-  shards: ShardEntry[];
-}
-
-export interface PrepareSettings {
-  inputs: { path: string; bytes: number; mtimeMs: number }[];
-  docsPerLine: boolean;
-  maxLineChars: number;
-  locale: string;
-  shardChars: number;
-  tokenizerSha256: string;
-}
-
 export class PrepareError extends Error {}
 
 const SETTINGS_FILE = 'prepare-settings.json';
@@ -101,19 +58,6 @@ const UNIT_CHARS = 1 << 20;
 
 function writeJsonAtomically(path: string, value: unknown): void {
   writeFileAtomicSyncFrom(path, JSON.stringify(value, null, 2) + '\n');
-}
-
-function sha256File(path: string): string {
-  // In 8 MB pieces: a shard can be larger than is worth holding in memory.
-  const hash = createHash('sha256');
-  const buffer = Buffer.alloc(8 << 20);
-  const fd = openSync(path, 'r');
-  try {
-    for (let read = readSync(fd, buffer); read > 0; read = readSync(fd, buffer)) hash.update(buffer.subarray(0, read));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
 }
 
 export async function prepare(options: PrepareOptions): Promise<Manifest> {
@@ -308,21 +252,5 @@ async function prepareLocked(options: PrepareOptions, run: PrepareRun): Promise<
     shards: entries,
   };
   writeJsonAtomically(manifestPath, manifest);
-  return manifest;
-}
-
-export function readManifest(dir: string): Manifest {
-  const path = join(dir, 'manifest.json');
-  if (!existsSync(path)) throw new Error(`${path} does not exist: run prepare first (or let it finish)`);
-  const manifest = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
-  if (manifest.format !== MANIFEST_FORMAT || !READABLE_MANIFEST_VERSIONS.includes(manifest.formatVersion)) {
-    throw new Error(`${path}: unsupported format ${manifest.format} v${manifest.formatVersion}`);
-  }
-  if (manifest.formatVersion === 1) {
-    // Before held-out splits: every document is a training document.
-    manifest.heldOut = { fraction: 0, selection: HELD_OUT_SELECTION };
-    manifest.counts.heldOutDocuments = 0;
-    for (const shard of manifest.shards) shard.heldOutDocuments = [];
-  }
   return manifest;
 }
