@@ -48,9 +48,13 @@ export function paddedVocabSize(tokenizerVocabSize: number): number {
   return Math.ceil(tokenizerVocabSize / 8) * 8;
 }
 
-function withoutPresetBookkeeping(fields: Record<string, unknown>): Record<string, unknown> {
-  const { extra = {}, ...rest } = fields as { extra?: Record<string, unknown> };
-  return { ...extra, ...rest };
+/**
+ * A preset's fields without those derived from its width (head size, pooler and embedding width):
+ * overriding hidden_size must not keep the preset's 64-wide heads.
+ */
+function presetFields(fields: Record<string, unknown>): Record<string, unknown> {
+  const { extra = {}, attention_head_size: _h, pooler_hidden_size: _p, embedding_size: _e, ...rest } = fields as Record<string, unknown> & { extra?: Record<string, unknown> };
+  return { ...(extra as Record<string, unknown>), ...rest };
 }
 
 function parseOrProblems<T>(parse: () => T, key: string, problems: ConfigProblem[]): T | null {
@@ -92,7 +96,12 @@ export function buildModelConfigs(config: TrainConfig, tokenizer: TokenizerFacts
     const preset = DEBERTA_PRESETS[config.model.preset];
     if (!preset) problems.push({ key: 'model.preset', message: `${config.model.preset} is not a deberta-v2 preset (${Object.keys(DEBERTA_PRESETS).join(', ')})` });
     const architecture = config.objective === 'mlm' ? 'DebertaV2ForMaskedLM' : 'DebertaV2Model';
-    main = parseOrProblems(() => parseDebertaConfig({ ...withoutPresetBookkeeping(preset ?? {}), architectures: [architecture], ...tokenFields, ...user }, source), 'model.config', problems);
+    main = parseOrProblems(() => parseDebertaConfig({ ...presetFields(preset ?? {}), architectures: [architecture], ...tokenFields, ...user }, source), 'model.config', problems);
+    const deberta = main as DebertaV2Config | null;
+    if (deberta && deberta.attention_head_size * deberta.num_attention_heads !== deberta.hidden_size) {
+      // transformers' attention output is a hidden -> hidden Linear: heads x head size must be the width.
+      problems.push({ key: 'model.config.attention_head_size', message: `${deberta.attention_head_size} x ${deberta.num_attention_heads} heads != hidden_size ${deberta.hidden_size}` });
+    }
     if (main && main.max_position_embeddings < seqLength) {
       problems.push({ key: 'data.seq_length', message: `${seqLength} exceeds the model's max_position_embeddings ${main.max_position_embeddings}` });
     }
