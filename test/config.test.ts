@@ -3,11 +3,12 @@ import * as assert from 'uvu/assert';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { ConfigError } from '../src/models/config-json';
+import { ConfigError, SIZE_LIMITS } from '../src/models/config-json';
 import {
-  DebertaV2Config, debertaConfigToJson, debertaDerived, parseDebertaConfig, readDebertaConfig, writeDebertaConfig,
+  DebertaV2Config, debertaConfigToJson, debertaDerived, parseDebertaConfig, readDebertaConfig,
 } from '../src/models/deberta/config';
-import { parseRobertaConfig, robertaConfigToJson, robertaMaxSequenceLength, writeRobertaConfig } from '../src/models/roberta/config';
+import { parseRobertaConfig, robertaConfigToJson, robertaMaxSequenceLength } from '../src/models/roberta/config';
+import { writeConfig } from '../src/io';
 import {
   MICROSOFT_V3_GENERATOR_RATIOS, camembertaBaseDiscriminator, camembertaBaseGenerator, generatorFromDiscriminator, tinyDebertaConfig,
 } from '../src/models/presets';
@@ -181,10 +182,10 @@ test('HF builds the model our configs describe: parameter count, shapes and deri
   };
   for (const [name, config] of Object.entries(configs)) {
     fs.mkdirSync(path.join(tmp, name), { recursive: true });
-    writeDebertaConfig(path.join(tmp, name, 'config.json'), config);
+    writeConfig(path.join(tmp, name, 'config.json'), config);
   }
   fs.mkdirSync(path.join(tmp, 'roberta'), { recursive: true });
-  writeRobertaConfig(path.join(tmp, 'roberta', 'config.json'), parseRobertaConfig(hf.roberta_default, 'roberta'));
+  writeConfig(path.join(tmp, 'roberta', 'config.json'), parseRobertaConfig(hf.roberta_default, 'roberta'));
   // Meta device: shapes without allocating 111M parameters.
   const report = JSON.parse(runPython(['-c', `
 import sys, json, os, torch
@@ -225,6 +226,37 @@ print(json.dumps(out))
       name,
     );
   }
+});
+
+test('size fields out of any sane bound are config errors naming the key, before anything is allocated', () => {
+  const cases: [Record<string, unknown>, string, RegExp][] = [
+    [{ vocab_size: 1e12 }, 'vocab_size', /must be at most 4194304, got 1000000000000/],
+    [{ hidden_size: 2 ** 30, num_attention_heads: 1 }, 'hidden_size', /must be at most 65536/],
+    [{ num_labels: -1 }, 'num_labels', /must be an integer in \[1, 65536\], got -1/],
+    [{ num_labels: 1e11 }, 'num_labels', /got 100000000000/],
+    [{ position_buckets: 1e9, relative_attention: true }, 'position_buckets', /must be at most 1048576/],
+    [{ max_relative_positions: 1e9 }, 'max_relative_positions', /must be at most 1048576/],
+    [{ num_hidden_layers: 1e6 }, 'num_hidden_layers', /must be at most 1024/],
+    [{ intermediate_size: 1e9 }, 'intermediate_size', /must be at most 262144/],
+    [{ max_position_embeddings: 1e8 }, 'max_position_embeddings', /must be at most 1048576/],
+    [{ type_vocab_size: 1e7 }, 'type_vocab_size', /must be at most 65536/],
+    [{ conv_kernel_size: 100001 }, 'conv_kernel_size', /must be at most 1024/],
+    [{ attention_head_size: 1e7 }, 'attention_head_size', /must be at most 65536/],
+    // Each within its bound, together an impossible matrix.
+    [{ vocab_size: 4_000_000, hidden_size: 65536, num_attention_heads: 1 }, 'vocab_size', /embeddings\.word_embeddings would be 4000000 x 65536/],
+    [{ position_buckets: 1 << 20, hidden_size: 65536, num_attention_heads: 1 }, 'position_buckets', /encoder\.rel_embeddings would be 2097152 x 65536/],
+  ];
+  for (const [fields, key, message] of cases) {
+    assert.throws(() => parseDebertaConfig({ model_type: 'deberta-v2', ...fields }, 'bounds.json'), (error: Error) =>
+      error instanceof ConfigError && error.message.startsWith('bounds.json') &&
+      error.problems.some((problem) => problem.key === key && message.test(problem.message)), `${key}: ${JSON.stringify(fields)}`);
+  }
+  assert.throws(() => parseRobertaConfig({ vocab_size: 1e12 }, 'roberta.json'), /"vocab_size": must be at most/);
+  assert.throws(() => parseRobertaConfig({ num_labels: 0 }, 'roberta.json'), /"num_labels": must be an integer in \[1, 65536\]/);
+  // The bounds leave real models alone: CamemBERTa-base, and the largest released sizes.
+  assert.is(parseDebertaConfig({ vocab_size: 256_000, hidden_size: 16384, num_attention_heads: 128, intermediate_size: 53248, num_hidden_layers: 126 }).hidden_size, 16384);
+  assert.is(parseDebertaConfig({ num_labels: 3 }).extra.num_labels, 3, 'num_labels stays among the extras');
+  assert.is(SIZE_LIMITS.vocab_size, 4194304);
 });
 
 test.run();

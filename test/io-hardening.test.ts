@@ -301,4 +301,19 @@ test('a sharded .bin checkpoint with a bad second shard, and an architecture mis
   }
 });
 
+// ---- item 10: layering -----------------------------------------------------------------------
+
+test('models import nothing from io, and io/pretrained names no model type (the registry owns them)', () => {
+  const sourceRoot = path.join(__dirname, '..', '..', '..', 'src');
+  const modelFiles = (fs.readdirSync(path.join(sourceRoot, 'models'), { recursive: true }) as string[])
+    .filter((name) => name.endsWith('.ts')).map((name) => path.join(sourceRoot, 'models', name));
+  assert.ok(modelFiles.length > 5, `${modelFiles.length} model files under ${sourceRoot}`);
+  for (const file of modelFiles) {
+    const imports = [...fs.readFileSync(file, 'utf8').matchAll(/from '([^']+)'/g)].map((match) => match[1]);
+    assert.equal(imports.filter((name) => /(^|\/)io(\/|$)/.test(name)), [], file);
+  }
+  const pretrained = fs.readFileSync(path.join(sourceRoot, 'io', 'pretrained.ts'), 'utf8');
+  assert.not.match(pretrained, /'deberta-v2'|'roberta'|from '\.\.\/models\/(deberta|roberta)\//);
+});
+
 test.run();

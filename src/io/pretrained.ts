@@ -5,15 +5,13 @@ import * as path from 'path';
 import { Tensor, DType, saveTensors, loadTensors, fromBytes, dispose } from '../tensor';
 import { describeResult, LoadStateDictResult, StateDictError } from '../nn';
 import { PreTrainedModule, ModelConfig, ModelInitOptions } from '../models/pretrained-module';
-import { ARCHITECTURES, BASE_ARCHITECTURE, createModel } from '../models/registry';
-import { parseDebertaConfig, debertaConfigToJson, DebertaV2Config } from '../models/deberta/config';
-import { parseRobertaConfig, robertaConfigToJson, RobertaConfig } from '../models/roberta/config';
-import { readJsonFile, ConfigError } from '../models/config-json';
+import { ARCHITECTURES, MODEL_TYPES, createModel, modelConfigToJson, parseModelConfig } from '../models/registry';
+import { readJsonFile } from '../models/config-json';
 import {
   SafetensorsDtype, SafetensorsSource, SafetensorsTensor, iterateSafetensors, iterateShardedSafetensors, writeSafetensors,
   SINGLE_FILE_NAME, SHARDED_INDEX_NAME,
 } from './safetensors';
-import { updateDirectoryAtomicSync } from './atomic';
+import { updateDirectoryAtomicSync, writeFileAtomicSyncFrom } from './atomic';
 
 export const CONFIG_NAME = 'config.json';
 export const SAFETENSORS_NAME = SINGLE_FILE_NAME;
@@ -66,10 +64,16 @@ export function fromSafetensorsEntry(entry: SafetensorsTensor, name = '<tensor>'
 export type SaveFormat = 'safetensors' | 'bin' | 'both';
 
 export function configToJson(config: ModelConfig, architecture: string): Record<string, unknown> {
-  const withArchitecture = { ...config, architectures: [architecture] };
-  return config.model_type === 'deberta-v2'
-    ? debertaConfigToJson(withArchitecture as DebertaV2Config)
-    : robertaConfigToJson(withArchitecture as RobertaConfig);
+  return modelConfigToJson(config, architecture);
+}
+
+/**
+ * Writes `config` as a config.json file (atomically). The architecture written is `architecture`,
+ * else the config's own first one, else its model type's base class.
+ */
+export function writeConfig(file: string, config: ModelConfig, architecture?: string): void {
+  const name = architecture ?? config.architectures?.[0] ?? MODEL_TYPES[config.model_type].baseArchitecture;
+  writeFileAtomicSyncFrom(file, `${JSON.stringify(configToJson(config, name), null, 2)}\n`);
 }
 
 /** The tensors a checkpoint of the model holds: every state-dict path except tied aliases. */
@@ -138,11 +142,7 @@ function removeWeights(dir: string, name: string): void {
 export function readConfig(dir: string): ModelConfig {
   const file = path.join(dir, CONFIG_NAME);
   if (!fs.existsSync(file)) throw new Error(`${dir}: no ${CONFIG_NAME} (not a model directory?)`);
-  const json = readJsonFile(file) as Record<string, unknown>;
-  const modelType = json && typeof json === 'object' ? json.model_type : undefined;
-  if (modelType === 'deberta-v2') return parseDebertaConfig(json, file);
-  if (modelType === 'roberta') return parseRobertaConfig(json, file);
-  throw new ConfigError(file, [{ key: 'model_type', message: `must be "deberta-v2" or "roberta", got ${JSON.stringify(modelType)}` }]);
+  return parseModelConfig(readJsonFile(file), file);
 }
 
 /**
@@ -209,14 +209,6 @@ export interface LoadingInfo extends LoadStateDictResult {
   newlyInitialized: string[];
 }
 
-// Keys HF itself skips without complaint: the position_ids buffer older transformers saved, and
-// each class's _keys_to_ignore_on_load_unexpected (DeBERTa V3 checkpoints carry absolute
-// position embeddings and an RTD head `mask_predictions` that DebertaV2 models do not use).
-const IGNORED_UNEXPECTED: Record<string, RegExp[]> = {
-  'deberta-v2': [/(^|\.)position_ids$/, /position_embeddings/, /^mask_predictions\./],
-  roberta: [/(^|\.)position_ids$/, /(^|\.)token_type_ids$/, /(^|^roberta\.)pooler\./],
-};
-
 /**
  * Adapts checkpoint keys to the model as HF does: a head model loading a base checkpoint
  * prefixes its keys with `deberta.` / `roberta.`; a base model loading a head checkpoint keeps
@@ -255,7 +247,7 @@ export function loadPretrained(dir: string, options: FromPretrainedOptions = {})
     throw new Error(`${path.join(dir, CONFIG_NAME)}: architectures ${JSON.stringify(config.architectures)} names no class camemberta implements ` +
       `(known: ${Object.keys(ARCHITECTURES).join(', ')}); pass { architecture } to choose one`);
   }
-  const architecture = named ?? BASE_ARCHITECTURE[config.model_type];
+  const architecture = named ?? MODEL_TYPES[config.model_type].baseArchitecture;
   const model = createModel(architecture, config, { ...options, init: options.init ?? 'normal' });
   let checkpoint: { tensors: Map<string, Tensor>; file: string };
   try {
@@ -267,7 +259,7 @@ export function loadPretrained(dir: string, options: FromPretrainedOptions = {})
   const { tensors, file } = checkpoint;
   try {
     const { rename, dropped } = matchPrefix(model, [...tensors.keys()]);
-    const ignorable = IGNORED_UNEXPECTED[config.model_type];
+    const ignorable = MODEL_TYPES[config.model_type].ignoredUnexpected;
     const modelKeys = new Set(model.stateDict().keys());
     const dict = new Map<string, Tensor>();
     const ignored = [...dropped];

@@ -3,6 +3,6 @@ export * from './deberta/rtd';
 export * from './roberta/modeling';
 export { PreTrainedModule, initializeModel } from './pretrained-module';
 export type { ModelConfig, ModelInitOptions } from './pretrained-module';
-export { ARCHITECTURES, BASE_ARCHITECTURE, createModel } from './registry';
+export { ARCHITECTURES, BASE_ARCHITECTURE, MODEL_TYPES, createModel, parseModelConfig, modelConfigToJson } from './registry';
 export type { ModelType } from './registry';
 export { activation, lowestValue } from './activations';

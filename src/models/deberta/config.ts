@@ -3,8 +3,7 @@
 // object maps 1:1 onto config.json. Absent fields take the default HF's *modeling code* uses
 // (e.g. share_att_key false, position_buckets -1, norm_rel_ebd "none", no conv layer) — not
 // CamemBERTa's settings; those live in src/models/presets.ts and are written out explicitly.
-import { writeFileAtomicSyncFrom } from '../../io/atomic';
-import { Activation, ConfigReader, describeValue, readJsonFile } from '../config-json';
+import { Activation, ConfigReader, SIZE_LIMITS, describeValue, encoderConfigToJson, readEncoderFields, readJsonFile } from '../config-json';
 
 export type PositionAttentionType = 'c2p' | 'p2c';
 
@@ -73,18 +72,11 @@ export interface DebertaV2Config {
  */
 export function parseDebertaConfig(json: unknown, source = '<config>'): DebertaV2Config {
   const r = new ConfigReader(json, source);
-  const modelType = r.raw('model_type');
-  if (modelType !== undefined && modelType !== 'deberta-v2') {
-    r.problem('model_type', `expected "deberta-v2", got ${describeValue(modelType)}${modelType === 'deberta' ? ' (DeBERTa V1 is a different model)' : ''}`);
-  }
-
-  const vocab_size = r.int('vocab_size', 128100, { min: 1 });
-  const hidden_size = r.int('hidden_size', 1536, { min: 1 });
-  const num_attention_heads = r.int('num_attention_heads', 24, { min: 1 });
-  if (hidden_size % num_attention_heads !== 0) {
-    r.problem('num_attention_heads', `hidden_size ${hidden_size} is not a multiple of num_attention_heads ${num_attention_heads}`);
-  }
-  const max_position_embeddings = r.int('max_position_embeddings', 512, { min: 1 });
+  const shared = readEncoderFields(r, {
+    model_type: 'deberta-v2', vocab_size: 128100, hidden_size: 1536, num_hidden_layers: 24, num_attention_heads: 24,
+    intermediate_size: 6144, layer_norm_eps: 1e-7,
+  });
+  const { vocab_size, hidden_size, num_attention_heads, max_position_embeddings } = shared;
 
   // Old configs write "p2c|c2p" (any case); HF lowercases and splits a string, keeps a list as is.
   const rawPosAttType = r.raw('pos_att_type');
@@ -109,7 +101,7 @@ export function parseDebertaConfig(json: unknown, source = '<config>'): DebertaV
     }
   }
 
-  const conv_kernel_size = r.int('conv_kernel_size', 0, { min: 0 });
+  const conv_kernel_size = r.int('conv_kernel_size', 0, { min: 0, max: SIZE_LIMITS.conv_kernel_size });
   if (conv_kernel_size > 0 && conv_kernel_size % 2 === 0) {
     // HF pads by (k-1)//2, which keeps the sequence length only for odd kernels.
     r.problem('conv_kernel_size', `must be odd (the convolution pads by (k-1)/2 to keep the length), got ${conv_kernel_size}`);
@@ -121,45 +113,51 @@ export function parseDebertaConfig(json: unknown, source = '<config>'): DebertaV
   if (pad_token_id !== null && pad_token_id >= vocab_size) {
     r.problem('pad_token_id', `${pad_token_id} is outside the vocabulary (vocab_size ${vocab_size})`);
   }
-  const torchDtype = r.nullableString('torch_dtype', null);
+  const embedding_size = r.int('embedding_size', hidden_size, { min: 1, max: SIZE_LIMITS.width });
+  r.matrix('vocab_size', vocab_size, embedding_size, 'embeddings.word_embeddings');
+  const max_relative_positions = r.int('max_relative_positions', -1, { max: SIZE_LIMITS.positions });
+  const position_buckets = r.int('position_buckets', -1, { max: SIZE_LIMITS.positions });
+  // encoder.rel_embeddings has 2S rows of hidden_size (S: buckets, else the relative span).
+  const span = position_buckets > 0 ? position_buckets : max_relative_positions < 1 ? max_position_embeddings : max_relative_positions;
+  r.matrix(position_buckets > 0 ? 'position_buckets' : 'max_relative_positions', 2 * span, hidden_size, 'encoder.rel_embeddings');
 
   const config: DebertaV2Config = {
     model_type: 'deberta-v2',
-    architectures: r.stringList('architectures', null),
+    architectures: shared.architectures,
     vocab_size,
     hidden_size,
-    num_hidden_layers: r.int('num_hidden_layers', 24, { min: 1 }),
+    num_hidden_layers: shared.num_hidden_layers,
     num_attention_heads,
-    intermediate_size: r.int('intermediate_size', 6144, { min: 1 }),
-    hidden_act: r.activation('hidden_act', 'gelu'),
-    hidden_dropout_prob: r.probability('hidden_dropout_prob', 0.1),
-    attention_probs_dropout_prob: r.probability('attention_probs_dropout_prob', 0.1),
+    intermediate_size: shared.intermediate_size,
+    hidden_act: shared.hidden_act,
+    hidden_dropout_prob: shared.hidden_dropout_prob,
+    attention_probs_dropout_prob: shared.attention_probs_dropout_prob,
     max_position_embeddings,
-    type_vocab_size: r.int('type_vocab_size', 0, { min: 0 }),
-    initializer_range: r.number('initializer_range', 0.02, { min: 0 }),
-    layer_norm_eps: r.number('layer_norm_eps', 1e-7, { above: 0 }),
+    type_vocab_size: r.int('type_vocab_size', 0, { min: 0, max: SIZE_LIMITS.type_vocab_size }),
+    initializer_range: shared.initializer_range,
+    layer_norm_eps: shared.layer_norm_eps,
     relative_attention: r.bool('relative_attention', false),
-    max_relative_positions: r.int('max_relative_positions', -1),
-    position_buckets: r.int('position_buckets', -1),
+    max_relative_positions,
+    position_buckets,
     pos_att_type,
     norm_rel_ebd,
     share_att_key: r.bool('share_att_key', false),
     position_biased_input: r.bool('position_biased_input', true),
-    embedding_size: r.int('embedding_size', hidden_size, { min: 1 }),
-    attention_head_size: r.int('attention_head_size', Math.floor(hidden_size / num_attention_heads), { min: 1 }),
+    embedding_size,
+    attention_head_size: r.int('attention_head_size', Math.floor(hidden_size / num_attention_heads), { min: 1, max: SIZE_LIMITS.width }),
     conv_kernel_size,
     conv_act: r.activation('conv_act', 'tanh'),
     conv_groups,
     pooler_dropout: r.probability('pooler_dropout', 0),
     pooler_hidden_act: r.activation('pooler_hidden_act', 'gelu'),
-    pooler_hidden_size: r.int('pooler_hidden_size', hidden_size, { min: 1 }),
+    pooler_hidden_size: r.int('pooler_hidden_size', hidden_size, { min: 1, max: SIZE_LIMITS.width }),
     cls_dropout: r.nullableProbability('cls_dropout'),
     pad_token_id,
     bos_token_id: r.tokenId('bos_token_id', null),
     eos_token_id: r.tokenIds('eos_token_id', null),
     legacy: r.bool('legacy', true),
-    tie_word_embeddings: r.bool('tie_word_embeddings', true),
-    dtype: r.nullableString('dtype', torchDtype),
+    tie_word_embeddings: shared.tie_word_embeddings,
+    dtype: shared.dtype,
     extra: {},
   };
   config.extra = r.extras();
@@ -176,18 +174,7 @@ export function readDebertaConfig(file: string): DebertaV2Config {
  * nothing is left implicit), HF's names, then the unknown keys kept from parsing.
  */
 export function debertaConfigToJson(config: DebertaV2Config): Record<string, unknown> {
-  const { extra, ...fields } = config;
-  // Re-validate: a config built or edited in code gets the same checks as one read from disk.
-  parseDebertaConfig({ ...extra, ...fields }, '<debertaConfigToJson>');
-  const json: Record<string, unknown> = { ...fields };
-  for (const [key, value] of Object.entries(extra)) {
-    if (!(key in json) && key !== 'torch_dtype') json[key] = value;
-  }
-  return json;
-}
-
-export function writeDebertaConfig(file: string, config: DebertaV2Config): void {
-  writeFileAtomicSyncFrom(file, `${JSON.stringify(debertaConfigToJson(config), null, 2)}\n`);
+  return encoderConfigToJson(config, parseDebertaConfig, '<debertaConfigToJson>');
 }
 
 /** What the modeling code derives from the config, computed the way HF computes it. */

@@ -14,6 +14,7 @@ import { PreTrainedModule, ModelInitOptions, initializeModel } from '../pretrain
 import { activation, lowestValue } from '../activations';
 import { DebertaV2Config, DebertaDerived, debertaDerived } from './config';
 import { ResidualOutput, Intermediate, tiedDecoder } from '../blocks';
+import { numLabels } from '../config-json';
 
 export interface DebertaInputs {
   /** [B, L] token ids. */
@@ -540,12 +541,6 @@ export class ContextPooler extends Module {
   }
 }
 
-function numLabelsOf(config: DebertaV2Config): number {
-  const id2label = config.extra.id2label;
-  if (id2label && typeof id2label === 'object') return Object.keys(id2label).length;
-  return typeof config.extra.num_labels === 'number' ? config.extra.num_labels : 2;
-}
-
 /** Sentence classification: pooler (first token), dropout, classifier -> [B, num_labels]. */
 export class DebertaV2ForSequenceClassification extends PreTrainedModule<DebertaV2Config> {
   readonly architecture = 'DebertaV2ForSequenceClassification';
@@ -558,7 +553,7 @@ export class DebertaV2ForSequenceClassification extends PreTrainedModule<Deberta
 
   constructor(config: DebertaV2Config, options: ModelInitOptions = {}) {
     super(config);
-    this.numLabels = numLabelsOf(config);
+    this.numLabels = numLabels(config.extra);
     this.deberta = new DebertaV2Model(config, { initialize: false });
     this.pooler = new ContextPooler(config);
     this.classifier = new Linear(config.pooler_hidden_size, this.numLabels);
@@ -583,7 +578,7 @@ export class DebertaV2ForTokenClassification extends PreTrainedModule<DebertaV2C
 
   constructor(config: DebertaV2Config, options: ModelInitOptions = {}) {
     super(config);
-    this.numLabels = numLabelsOf(config);
+    this.numLabels = numLabels(config.extra);
     this.deberta = new DebertaV2Model(config, { initialize: false });
     this.dropout = new Dropout(config.hidden_dropout_prob);
     this.classifier = new Linear(config.hidden_size, this.numLabels);

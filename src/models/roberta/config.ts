@@ -1,8 +1,7 @@
 // RobertaConfig: the fields transformers' RobertaConfig (5.18) declares and modeling_roberta.py
 // reads, with HF's names and defaults. Only the encoder (RobertaModel / RobertaForMaskedLM) is
 // supported, so decoder settings must stay off.
-import { writeFileAtomicSyncFrom } from '../../io/atomic';
-import { Activation, ConfigReader, describeValue, readJsonFile } from '../config-json';
+import { Activation, ConfigReader, SIZE_LIMITS, encoderConfigToJson, readEncoderFields, readJsonFile } from '../config-json';
 
 export interface RobertaConfig {
   model_type: 'roberta';
@@ -39,17 +38,12 @@ export interface RobertaConfig {
 
 export function parseRobertaConfig(json: unknown, source = '<config>'): RobertaConfig {
   const r = new ConfigReader(json, source);
-  const modelType = r.raw('model_type');
-  if (modelType !== undefined && modelType !== 'roberta') {
-    r.problem('model_type', `expected "roberta", got ${describeValue(modelType)}`);
-  }
-  const vocab_size = r.int('vocab_size', 50265, { min: 1 });
-  const hidden_size = r.int('hidden_size', 768, { min: 1 });
-  const num_attention_heads = r.int('num_attention_heads', 12, { min: 1 });
-  if (hidden_size % num_attention_heads !== 0) {
-    r.problem('num_attention_heads', `hidden_size ${hidden_size} is not a multiple of num_attention_heads ${num_attention_heads}`);
-  }
-  const max_position_embeddings = r.int('max_position_embeddings', 512, { min: 1 });
+  const shared = readEncoderFields(r, {
+    model_type: 'roberta', vocab_size: 50265, hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12,
+    intermediate_size: 3072, layer_norm_eps: 1e-12,
+  });
+  const { vocab_size, hidden_size, max_position_embeddings } = shared;
+  r.matrix('vocab_size', vocab_size, hidden_size, 'embeddings.word_embeddings');
   const padRaw = r.tokenId('pad_token_id', 1);
   if (padRaw === null) r.problem('pad_token_id', 'RoBERTa needs a pad token id: it numbers positions from it');
   const pad_token_id = padRaw ?? 1;
@@ -61,24 +55,23 @@ export function parseRobertaConfig(json: unknown, source = '<config>'): RobertaC
   if (is_decoder) r.problem('is_decoder', 'only the encoder is supported');
   const add_cross_attention = r.bool('add_cross_attention', false);
   if (add_cross_attention) r.problem('add_cross_attention', 'only the encoder is supported');
-  const torchDtype = r.nullableString('torch_dtype', null);
 
   const config: RobertaConfig = {
     model_type: 'roberta',
-    architectures: r.stringList('architectures', null),
+    architectures: shared.architectures,
     vocab_size,
     hidden_size,
-    num_hidden_layers: r.int('num_hidden_layers', 12, { min: 1 }),
-    num_attention_heads,
-    intermediate_size: r.int('intermediate_size', 3072, { min: 1 }),
-    hidden_act: r.activation('hidden_act', 'gelu'),
-    hidden_dropout_prob: r.probability('hidden_dropout_prob', 0.1),
-    attention_probs_dropout_prob: r.probability('attention_probs_dropout_prob', 0.1),
+    num_hidden_layers: shared.num_hidden_layers,
+    num_attention_heads: shared.num_attention_heads,
+    intermediate_size: shared.intermediate_size,
+    hidden_act: shared.hidden_act,
+    hidden_dropout_prob: shared.hidden_dropout_prob,
+    attention_probs_dropout_prob: shared.attention_probs_dropout_prob,
     max_position_embeddings,
     // token_type_embeddings always exists and type id 0 is looked up, so at least one row.
-    type_vocab_size: r.int('type_vocab_size', 2, { min: 1 }),
-    initializer_range: r.number('initializer_range', 0.02, { min: 0 }),
-    layer_norm_eps: r.number('layer_norm_eps', 1e-12, { above: 0 }),
+    type_vocab_size: r.int('type_vocab_size', 2, { min: 1, max: SIZE_LIMITS.type_vocab_size }),
+    initializer_range: shared.initializer_range,
+    layer_norm_eps: shared.layer_norm_eps,
     pad_token_id,
     bos_token_id: r.tokenId('bos_token_id', 0),
     eos_token_id: r.tokenIds('eos_token_id', 2),
@@ -86,8 +79,8 @@ export function parseRobertaConfig(json: unknown, source = '<config>'): RobertaC
     classifier_dropout: r.nullableProbability('classifier_dropout'),
     is_decoder,
     add_cross_attention,
-    tie_word_embeddings: r.bool('tie_word_embeddings', true),
-    dtype: r.nullableString('dtype', torchDtype),
+    tie_word_embeddings: shared.tie_word_embeddings,
+    dtype: shared.dtype,
     extra: {},
   };
   config.extra = r.extras();
@@ -105,15 +98,5 @@ export function robertaMaxSequenceLength(config: RobertaConfig): number {
 }
 
 export function robertaConfigToJson(config: RobertaConfig): Record<string, unknown> {
-  const { extra, ...fields } = config;
-  parseRobertaConfig({ ...extra, ...fields }, '<robertaConfigToJson>');
-  const json: Record<string, unknown> = { ...fields };
-  for (const [key, value] of Object.entries(extra)) {
-    if (!(key in json) && key !== 'torch_dtype') json[key] = value;
-  }
-  return json;
-}
-
-export function writeRobertaConfig(file: string, config: RobertaConfig): void {
-  writeFileAtomicSyncFrom(file, `${JSON.stringify(robertaConfigToJson(config), null, 2)}\n`);
+  return encoderConfigToJson(config, parseRobertaConfig, '<robertaConfigToJson>');
 }
