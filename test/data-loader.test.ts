@@ -42,7 +42,7 @@ function writeDataset(dir: string, { heldOut = [] as number[], version = MANIFES
     tokenizer: { file: 'tokenizer/spm.model', sha256: 'f'.repeat(64), pieces: 8000, vocabSize: 8001, tokenWidth: 2, specialTokens: { pad: PAD, cls: 1, sep: 2, unk: 3, mask: 8000 }, specialTokenStrings: { pad: '[PAD]', cls: '[CLS]', sep: '[SEP]', unk: '[UNK]', mask: '[MASK]' } },
     settings: { inputs: [], docsPerLine: false, maxLineChars: 100000, locale: 'fr', shardChars: 1, tokenizerSha256: 'f'.repeat(64) },
     heldOut: { fraction: heldOut.length / DOCUMENTS, selection: HELD_OUT_SELECTION },
-    counts: { files: 1, emptyFiles: 0, inputBytes: 0, documents: DOCUMENTS, emptyDocuments: 0, invalidUtf8Replacements: 0, filesWithInvalidUtf8: 0, longLineSplits: 0, sentences, tokens, shards: 3, shardsReused: 0, heldOutDocuments: heldOut.length },
+    counts: { files: 1, emptyFiles: 0, inputBytes: 0, documents: DOCUMENTS, emptyDocuments: 0, invalidUtf8Replacements: 0, filesWithInvalidUtf8: 0, longLineSplits: 0, longDocumentSplits: 0, sentences, tokens, shards: 3, shardsReused: 0, heldOutDocuments: heldOut.length },
     shards,
   } satisfies Manifest;
   if (version === 1) {

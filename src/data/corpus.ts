@@ -18,6 +18,9 @@ export interface CorpusOptions {
   docsPerLine?: boolean;
   /** lines longer than this (in UTF-16 code units) are split; default 100,000 */
   maxLineChars?: number;
+  /** a document is cut into several once it reaches this many characters, so that memory stays
+   *  bounded whatever the input (default 10,000,000) */
+  maxDocumentChars?: number;
   /** called with human-readable warnings (invalid UTF-8, long lines) */
   onWarning?: (message: string) => void;
   /** called with the number of bytes read from disk since the last call (progress) */
@@ -35,12 +38,14 @@ export interface CorpusStats {
   filesWithInvalidUtf8: number;
   /** extra lines created by splitting over-long lines */
   longLineSplits: number;
+  /** documents cut because they reached maxDocumentChars (each cut starts a new document) */
+  longDocumentSplits: number;
 }
 
 export function emptyCorpusStats(): CorpusStats {
   return {
     files: 0, emptyFiles: 0, inputBytes: 0, documents: 0, emptyDocuments: 0,
-    invalidUtf8Replacements: 0, filesWithInvalidUtf8: 0, longLineSplits: 0,
+    invalidUtf8Replacements: 0, filesWithInvalidUtf8: 0, longLineSplits: 0, longDocumentSplits: 0,
   };
 }
 
@@ -54,6 +59,10 @@ export interface CorpusDocument {
 
 const CORPUS_SUFFIXES = ['.txt', '.txt.gz', '.jsonl', '.jsonl.gz'];
 const DEFAULT_MAX_LINE_CHARS = 100_000;
+const DEFAULT_MAX_DOCUMENT_CHARS = 10_000_000;
+// A JSONL record is parsed as one string; V8 strings stop at 2^29 characters, and holding more than
+// this is not worth it for one document.
+export const MAX_JSONL_RECORD_CHARS = 1 << 27;
 
 function isCorpusFile(name: string): boolean {
   return CORPUS_SUFFIXES.some((suffix) => name.endsWith(suffix));
@@ -74,8 +83,18 @@ export function listCorpusFiles(paths: readonly string[]): string[] {
     }
     for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
       const full = join(dir, entry.name);
+      // Links to files are followed (not links to directories: no cycles); FIFOs, sockets and
+      // devices are skipped (reading a FIFO blocks forever).
+      let kind: { isDirectory(): boolean; isFile(): boolean } = entry;
+      if (entry.isSymbolicLink()) {
+        try {
+          kind = statSync(full);
+        } catch {
+          continue; // a dangling link
+        }
+      }
       if (entry.isDirectory()) walk(full);
-      else if (isCorpusFile(entry.name)) files.push(full);
+      else if (kind.isFile() && isCorpusFile(entry.name)) files.push(full);
     }
   };
   for (const path of paths) {
@@ -86,7 +105,8 @@ export function listCorpusFiles(paths: readonly string[]): string[] {
       throw new CorpusError(`cannot read input ${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`);
     }
     if (stat.isDirectory()) walk(path);
-    else files.push(path);
+    else if (stat.isFile()) files.push(path);
+    else throw new CorpusError(`${path} is not a regular file or a directory (a FIFO, socket or device): the corpus must be files`);
   }
   if (files.length === 0) throw new CorpusError(`no corpus files (${CORPUS_SUFFIXES.join(', ')}) under ${paths.join(', ')}`);
   return files.map((file) => resolve(file));
@@ -122,13 +142,16 @@ async function* readLines(
   let decodedReplacements = 0;
   let tail: Buffer = Buffer.alloc(0); // last two bytes of the previous chunk, for EF BF BD across chunks
   let offset = 0;
-  let pending = '';
+  // The pieces of the line being read, joined once its newline arrives.
+  let pendingParts: string[] = [];
+  let pendingChars = 0;
+  let linesRead = 0;
   let longSplits = 0;
 
   const countReplacements = (text: string): void => {
     for (let i = text.indexOf('\ufffd'); i >= 0; i = text.indexOf('\ufffd', i + 1)) decodedReplacements++;
   };
-  // Splits `pending` while it holds an over-long line; returns the pieces to emit.
+  // Splits an over-long line; returns the pieces (the last one at most maxLineChars long).
   const splitOverlong = (text: string): string[] => {
     const pieces: string[] = [];
     while (text.length > maxLineChars) {
@@ -157,24 +180,37 @@ async function* readLines(
       offset += chunk.length;
       const text = decoder.decode(chunk, { stream: true });
       if (text.indexOf('\ufffd') >= 0) countReplacements(text);
-      pending += text;
+      // Only the new text is searched for newlines, and the line's chunks are joined once: a
+      // line without newlines (a 200 MB JSONL record) is read in linear time.
       let start = 0;
-      for (let newline = pending.indexOf('\n'); newline >= 0; newline = pending.indexOf('\n', start)) {
-        const line = pending.slice(start, newline);
+      for (let newline = text.indexOf('\n'); newline >= 0; newline = text.indexOf('\n', start)) {
+        pendingParts.push(text.slice(start, newline));
+        const line = pendingParts.length === 1 ? pendingParts[0] : pendingParts.join('');
+        pendingParts = [];
+        pendingChars = 0;
         start = newline + 1;
+        linesRead += 1;
         if (splitLongLines && line.length > maxLineChars) yield* splitOverlong(line);
         else yield line;
       }
-      pending = pending.slice(start);
-      if (splitLongLines && pending.length > maxLineChars) {
-        const pieces = splitOverlong(pending);
-        pending = pieces.pop()!;
+      if (start < text.length) {
+        pendingParts.push(start === 0 ? text : text.slice(start));
+        pendingChars += text.length - start;
+      }
+      if (!splitLongLines && pendingChars > MAX_JSONL_RECORD_CHARS) {
+        throw new CorpusError(`${file}:${linesRead + 1}: a record longer than ${MAX_JSONL_RECORD_CHARS} characters (${pendingChars} so far without a newline); split it into several records`);
+      }
+      if (splitLongLines && pendingChars > maxLineChars) {
+        const pieces = splitOverlong(pendingParts.join(''));
+        const last = pieces.pop()!;
+        pendingParts = [last];
+        pendingChars = last.length;
         yield* pieces;
       }
     }
     const rest = decoder.decode();
     if (rest.indexOf('\ufffd') >= 0) countReplacements(rest);
-    pending += rest;
+    const pending = pendingParts.join('') + rest;
     if (pending.length) yield* splitLongLines ? splitOverlong(pending) : [pending];
   } catch (error) {
     if (error instanceof CorpusError) throw error;
@@ -206,11 +242,13 @@ export async function* readCorpus(
   options: CorpusOptions = {},
 ): AsyncGenerator<CorpusDocument> {
   const maxLineChars = options.maxLineChars ?? DEFAULT_MAX_LINE_CHARS;
+  const maxDocumentChars = options.maxDocumentChars ?? DEFAULT_MAX_DOCUMENT_CHARS;
   for (const file of files) {
     stats.files += 1;
     const documentsBefore = stats.documents + stats.emptyDocuments;
     const jsonl = file.endsWith('.jsonl') || file.endsWith('.jsonl.gz');
     let current: string[] = [];
+    let currentChars = 0;
     let sawText = false;
     const finish = function* (): Generator<CorpusDocument> {
       if (current.length) {
@@ -220,7 +258,17 @@ export async function* readCorpus(
         stats.emptyDocuments += 1;
       }
       current = [];
+      currentChars = 0;
       sawText = false;
+    };
+    // Adds a line; a document that reaches maxDocumentChars goes out, its rest becomes the next one.
+    const add = function* (line: string): Generator<CorpusDocument> {
+      current.push(line);
+      currentChars += line.length;
+      if (currentChars >= maxDocumentChars) {
+        yield* finish();
+        stats.longDocumentSplits += 1;
+      }
     };
     let lineNumber = 0;
     for await (const raw of readLines(file, stats, options, !jsonl)) {
@@ -240,10 +288,10 @@ export async function* readCorpus(
           const line = cleanLine(paragraph);
           if (!line) continue;
           if (line.length > maxLineChars) {
-            for (let at = 0; at < line.length; at += maxLineChars) current.push(line.slice(at, at + maxLineChars));
+            for (let at = 0; at < line.length; at += maxLineChars) yield* add(line.slice(at, at + maxLineChars));
             stats.longLineSplits += Math.ceil(line.length / maxLineChars) - 1;
           } else {
-            current.push(line);
+            yield* add(line);
           }
         }
         yield* finish();
@@ -256,7 +304,7 @@ export async function* readCorpus(
         else sawText = true;
         yield* finish();
       } else if (line) {
-        current.push(line);
+        yield* add(line);
       } else if (current.length) {
         yield* finish();
       }

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } fr
 import { join } from 'path';
 import { LoadedTokenizer, SentencePieceBackend, loadTokenizer } from '../tokenizer/index';
 import { emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
-import { ShardHeader, ShardWriter, isUnfinishedShardFile, readShardHeader, shardFileName, tokenWidthFor } from './shard';
+import { ShardHeader, ShardWriter, isUnfinishedShardFile, readShardHeader, shardBytesFor, shardFileName, tokenWidthFor } from './shard';
 import { TokenizePool } from './worker-pool';
 import { writeFileAtomicSyncFrom } from '../io/atomic';
 import { lockDirectory } from './output-lock';
@@ -54,10 +54,45 @@ export interface PrepareOptions {
 export class PrepareError extends Error {}
 
 const SETTINGS_FILE = 'prepare-settings.json';
+// Each shard's size, sha256 and first document, recorded as soon as the shard is written: a rerun
+// reuses a shard only when the file still matches (a truncated or edited shard is written again).
+const JOURNAL_FILE = 'prepare-shards.json';
+
+interface JournalEntry {
+  bytes: number;
+  sha256: string;
+  firstDocument: number;
+}
+
+function readJournal(path: string): Record<string, JournalEntry> {
+  try {
+    const parsed = JSON.parse(readFileSync(path, 'utf8'));
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? parsed : {};
+  } catch {
+    // None yet, or unreadable: no shard on disk counts as finished.
+    return {};
+  }
+}
 const UNIT_CHARS = 1 << 20;
 
 function writeJsonAtomically(path: string, value: unknown): void {
   writeFileAtomicSyncFrom(path, JSON.stringify(value, null, 2) + '\n');
+}
+
+/** Why the shard at `path` is not the finished file recorded in the journal, or undefined. */
+function reuseProblem(path: string, recorded: JournalEntry | undefined, firstDocument: number): string | undefined {
+  if (!recorded) return `no record of it being finished in ${JOURNAL_FILE}`;
+  let header: ShardHeader;
+  try {
+    header = readShardHeader(path);
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const size = statSync(path).size;
+  if (size !== recorded.bytes || size !== shardBytesFor(header)) return `${size} bytes, ${recorded.bytes} when it was written`;
+  if (header.firstDocument !== firstDocument || recorded.firstDocument !== firstDocument) return `it starts at document ${header.firstDocument}, the corpus says ${firstDocument}`;
+  if (sha256File(path) !== recorded.sha256) return 'its sha256 changed since it was written';
+  return undefined;
 }
 
 export async function prepare(options: PrepareOptions): Promise<Manifest> {
@@ -110,7 +145,7 @@ async function prepareLocked(options: PrepareOptions, run: PrepareRun): Promise<
         throw new PrepareError(`${out} holds shards prepared with other inputs, tokenizer or settings (${SETTINGS_FILE} differs); use another --output or --overwrite`);
       }
       for (const name of readdirSync(out)) {
-        if (/^shard-\d+\.bin$/.test(name) || isUnfinishedShardFile(name) || name === 'manifest.json') rmSync(join(out, name));
+        if (/^shard-\d+\.bin$/.test(name) || isUnfinishedShardFile(name) || name === 'manifest.json' || name === JOURNAL_FILE) rmSync(join(out, name));
       }
     }
   }
@@ -125,6 +160,30 @@ async function prepareLocked(options: PrepareOptions, run: PrepareRun): Promise<
   const stats = emptyCorpusStats();
   const pool = await TokenizePool.start(options.tokenizerPath, { threads: options.threads, locale: settings.locale, backend: options.tokenizerBackend });
   options.onInfo?.(`tokenizer: ${pool.backendDescription}, ${pool.size} worker thread${pool.size === 1 ? '' : 's'}`);
+  if (options.threads !== undefined && options.threads > pool.size) {
+    options.onWarning?.(`${options.threads} threads asked for, ${pool.size} used: this machine has ${pool.size} cores`);
+  }
+  const journalPath = join(out, JOURNAL_FILE);
+  const journal = readJournal(journalPath);
+  // Recorded before the shard appears under its name: a run killed in between leaves a record
+  // without a file, never a file without a record.
+  const recordShard = (index: number, completePath: string, header: ShardHeader): void => {
+    journal[shardFileName(index)] = { bytes: statSync(completePath).size, sha256: sha256File(completePath), firstDocument: header.firstDocument };
+    writeJsonAtomically(journalPath, journal);
+  };
+  // A shard on disk is reused only when it is the file this run would write: recorded when it was
+  // finished, same size and sha256, and a header starting at the document the text says.
+  const reusable = (index: number, firstDocument: number): boolean => {
+    const file = shardFileName(index);
+    const path = join(out, file);
+    if (!existsSync(path)) return false;
+    const problem = reuseProblem(path, journal[file], firstDocument);
+    if (problem === undefined) return true;
+    options.onWarning?.(`${path}: ${problem}; writing it again`);
+    rmSync(path);
+    delete journal[file];
+    return false;
+  };
   type Pending = { kind: 'unit'; shard: number; firstDocument: number; result: Promise<TokenizeResult> } | { kind: 'finish'; shard: number };
   const pending: Pending[] = [];
   const headers: (ShardHeader | undefined)[] = [];
@@ -134,7 +193,7 @@ async function prepareLocked(options: PrepareOptions, run: PrepareRun): Promise<
   const drainOne = async (): Promise<void> => {
     const item = pending.shift()!;
     if (item.kind === 'finish') {
-      headers[item.shard] = writer!.finish();
+      headers[item.shard] = writer!.finish((completePath, header) => recordShard(item.shard, completePath, header));
       writer = undefined;
       options.onShardWritten?.(item.shard);
       return;
@@ -148,7 +207,7 @@ async function prepareLocked(options: PrepareOptions, run: PrepareRun): Promise<
 
   let shard = 0;
   let shardChars = 0;
-  let shardExists = existsSync(join(out, shardFileName(0)));
+  let shardExists = reusable(0, 0);
   let unit: string[][] = [];
   let unitChars = 0;
   const flushUnit = async (): Promise<void> => {
@@ -159,7 +218,7 @@ async function prepareLocked(options: PrepareOptions, run: PrepareRun): Promise<
     while (pending.length > 2 * pool.size) await drainOne();
   };
   let firstDocumentOfShard = 0;
-  // A shard already on disk from an interrupted run is kept as it is; otherwise its last unit is
+  // A shard already on disk from an interrupted run (and verified) is kept; otherwise its last unit is
   // sent and the shard is finished once every unit before it has been written.
   const closeShard = async (): Promise<void> => {
     if (shardExists) {
@@ -191,7 +250,7 @@ async function prepareLocked(options: PrepareOptions, run: PrepareRun): Promise<
       if (shardChars >= settings.shardChars) {
         await closeShard();
         shardChars = 0;
-        shardExists = existsSync(join(out, shardFileName(shard)));
+        shardExists = reusable(shard, document.index + 1);
       }
     }
     if (shardChars > 0) await closeShard();
@@ -216,8 +275,8 @@ async function prepareLocked(options: PrepareOptions, run: PrepareRun): Promise<
       sentences: header.sentences,
       tokens: header.tokens,
       firstDocument: header.firstDocument,
-      bytes: statSync(path).size,
-      sha256: sha256File(path),
+      bytes: journal[shardFileName(index)].bytes,
+      sha256: journal[shardFileName(index)].sha256,
       heldOutDocuments: [],
     });
   }

@@ -197,8 +197,12 @@ export class ShardWriter {
     }
   }
 
-  /** Writes the index and header, syncs, renames to the final name; returns the header. */
-  finish(): ShardHeader {
+  /**
+   * Writes the index and header and puts the file in place; returns the header. `beforePlacing`
+   * sees the complete file under its temporary name, before it appears under its own (to record
+   * its checksum where a run killed at any point finds it).
+   */
+  finish(beforePlacing?: (completePath: string, header: ShardHeader) => void): ShardHeader {
     const padding = paddedTokenBytes(this.tokens, this.tokenWidth) - this.tokens * this.tokenWidth;
     if (padding) this.write(new Uint8Array(padding));
     if (this.tokens > 0xffffffff) throw new Error('shard has more than 2^32 tokens; use a smaller --shard-size-mb');
@@ -213,6 +217,7 @@ export class ShardWriter {
     };
     writeSync(this.fd, encodeHeader(header), 0, SHARD_HEADER_BYTES, 0);
     this.close();
+    beforePlacing?.(this.temporaryPath, header);
     // The file is complete: the helper's temporary name is where it flushes and renames it from.
     replaceFileAtomicSync(this.finalPath, (temporary) => renameSync(this.temporaryPath, temporary));
     return header;

@@ -20,7 +20,9 @@ export class TokenizePool {
 
   static async start(modelPath: string, options: { threads?: number; locale?: string; backend?: SentencePieceBackend } = {}): Promise<TokenizePool> {
     const pool = new TokenizePool();
-    const threads = Math.max(1, options.threads ?? availableParallelism());
+    // More workers than cores only cost memory (each holds a tokenizer and its word cache): 500
+    // of them ran the process out of memory.
+    const threads = Math.max(1, Math.min(options.threads ?? availableParallelism(), availableParallelism()));
     const data: TokenizeWorkerData = { modelPath, locale: options.locale ?? 'fr', backend: options.backend };
     await Promise.all(Array.from({ length: threads }, () => new Promise<void>((resolveReady, rejectReady) => {
       const worker = new Worker(join(__dirname, 'tokenize-worker.js'), { workerData: data });
