@@ -93,5 +93,22 @@ test('resuming with a different config names the differing keys', () => {
   assert.not.match(changed.stderr, /: max_steps: /);
 });
 
+test('init_from starts a new phase from a run: its weights, step and schedule from zero, other sequence length', () => {
+  const phase2 = path.join(root, 'phase2');
+  // warmup_steps 1: the first update's learning rate is 0, so the weights stay those of phase 1.
+  const file = writeConfig(root, microConfig(phase2, {
+    max_steps: 2, init_from: reference, schedule: { warmup_steps: 1 }, checkpoint: { every: 1, keep: 2 },
+    data: { seq_length: 48, tokenizer_vocab_size: 200, held_out_fraction: 0.2, shuffle_buffer: 50 }, eval: { every: 0 },
+  }), 'phase2.json');
+  const result = runTrain(['--config', file, '--data', path.join(reference, 'data')]);
+  assert.is(result.status, 0, result.stderr);
+  assert.match(result.stderr, /weights and optimizer state from .*reference.*step-00000012/);
+  const first = path.join(phase2, 'checkpoints', 'step-00000001');
+  assert.ok(fs.readFileSync(path.join(first, 'model.safetensors')).equals(bytesOf(reference, 'model.safetensors')), 'phase 1 weights carried over');
+  const meta = JSON.parse(fs.readFileSync(path.join(first, 'trainer.json'), 'utf8'));
+  assert.is(meta.step, 1);
+  assert.is(meta.config.data.seq_length, 48);
+});
+
 test.after(() => fs.rmSync(root, { recursive: true, force: true }));
 test.run();

@@ -8,7 +8,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Tensor, tidy } from '../tensor';
-import { readSafetensors, writeSafetensors, toSafetensorsEntry, fromSafetensorsEntry, replaceDirectoryAtomicSync } from '../io';
+import { iterateSafetensors, writeSafetensors, toSafetensorsEntry, toSafetensorsSource, fromSafetensorsEntry, replaceDirectoryAtomicSync } from '../io';
 import type { TrainConfig } from './config';
 
 export const CHECKPOINTS_DIR = 'checkpoints';
@@ -63,11 +63,14 @@ export function resolveCheckpoint(location: string): string {
   return newest;
 }
 
+/** One tensor's bytes in memory at a time (a base-size checkpoint with LAMB state is several GB). */
 function writeTensorFile(file: string, tensors: Map<string, Tensor>): void {
-  tidy(() => {
-    const entries = new Map([...tensors].map(([key, t]) => [key, toSafetensorsEntry(t.detach().cpu(), key)] as const));
-    writeSafetensors(file, entries, { format: 'pt' });
-  });
+  const entries = new Map([...tensors].map(([key, t]) => [key, {
+    ...toSafetensorsSource(t, key),
+    // Device tensors come to the host one at a time, when written.
+    data: () => tidy(() => toSafetensorsEntry(t.detach().cpu(), key).data),
+  }] as const));
+  writeSafetensors(file, entries, { format: 'pt' });
 }
 
 /** Writes a checkpoint for `meta.step` and removes all but the newest `keep`. */
@@ -100,7 +103,7 @@ export function loadCheckpoint(dir: string): CheckpointContents {
   const read = (name: string) => {
     const file = path.join(dir, name);
     const out = new Map<string, Tensor>();
-    for (const [key, entry] of readSafetensors(file).tensors) out.set(key, fromSafetensorsEntry(entry, key, file));
+    for (const [key, entry] of iterateSafetensors(file)) out.set(key, fromSafetensorsEntry(entry, key, file));
     return out;
   };
   return { model: read('model.safetensors'), state: read('optimizer.safetensors'), meta };

@@ -1,7 +1,8 @@
 // The training config: a plain typed object read from JSON, validated against a zod schema at
-// start (unknown keys, types, ranges, then the cross-field rules: batch sizes that divide, a
+// start (unknown keys, types, ranges), then by the cross-field rules (batch sizes that divide, a
 // schedule that fits, an objective that fits the model). Every problem names its key and file;
-// they are reported together, before anything is written. docs/CONFIG.md documents each key.
+// each round reports all of its problems together, before anything is written. docs/CONFIG.md
+// documents each key.
 import * as fs from 'fs';
 import * as path from 'path';
 import { z } from 'zod';
@@ -93,7 +94,7 @@ export const trainConfigSchema = z.object({
     total_steps: positiveInt.nullable().default(null),
   }).strict().prefault({}),
   max_steps: positiveInt.default(1000),
-  /** auto: bfloat16 where the CPU or GPU computes it natively, else float32 (CPU) / float16 (CUDA). */
+  /** auto: bfloat16 on CUDA and on CPUs with native bfloat16 (AVX-512 BF16 / AMX), else float32. */
   precision: z.enum(['auto', 'float32', 'bfloat16', 'float16']).default('float32'),
   device: z.enum(['auto', 'cpu', 'cuda']).default('cpu'),
   /** Intra-op CPU threads per process; 0: all cores divided among the local ranks. */
@@ -248,7 +249,7 @@ function crossFieldProblems(config: TrainConfig, worldSize: number): ConfigProbl
   };
   for (const message of validateSchedule(scheduleOf(config))) {
     const field = /^\w+/.exec(message)?.[0] ?? '';
-    const text = message.replace(/\b(peakLr|endLr|warmupSteps|decay|power|totalSteps)\b/g, (name) => keyOf[name]);
+    const text = message.replace(/\b(peakLr|endLr|warmupSteps|totalSteps)\b/g, (name) => keyOf[name]);
     problems.push({ key: keyOf[field] ?? 'schedule', message: text });
   }
   if (config.objective === 'mlm' && config.data.examples === 'electra' && config.model.type === 'roberta') {

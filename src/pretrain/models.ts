@@ -108,7 +108,8 @@ export function buildModelConfigs(config: TrainConfig, tokenizer: TokenizerFacts
     if (main && config.objective === 'electra') {
       const { hidden_ratio: hiddenRatio, layer_ratio: layerRatio } = config.model.generator;
       const base = main as DebertaV2Config;
-      const derived = parseOrProblems(() => generatorFromDiscriminator(base, { hiddenRatio, layerRatio }), 'model.generator', problems);
+      // Unknown discriminator keys are reported once, for the discriminator.
+      const derived = parseOrProblems(() => generatorFromDiscriminator({ ...base, extra: {} }, { hiddenRatio, layerRatio }), 'model.generator', problems);
       if (derived) {
         const { extra, ...fields } = derived;
         generator = parseOrProblems(() => parseDebertaConfig({ ...extra, ...fields, ...config.model.generator.config }, source), 'model.generator.config', problems);
@@ -127,6 +128,9 @@ export function buildModelConfigs(config: TrainConfig, tokenizer: TokenizerFacts
     // RoBERTa numbers positions from pad_token_id + 1.
     const positions = { max_position_embeddings: seqLength + tokenizer.ids.pad + 1 };
     main = parseOrProblems(() => parseRobertaConfig({ ...(preset ?? {}), ...positions, architectures: ['RobertaForMaskedLM'], ...tokenFields, ...user }, source), 'model.config', problems);
+    if (main && main.max_position_embeddings < seqLength + tokenizer.ids.pad + 1) {
+      problems.push({ key: 'data.seq_length', message: `${seqLength} tokens need max_position_embeddings >= ${seqLength + tokenizer.ids.pad + 1} (RoBERTa numbers positions from pad_token_id + 1), got ${main.max_position_embeddings}` });
+    }
   }
   if (problems.length || !main) throw new TrainConfigError(source, problems);
   return { main, generator };

@@ -22,10 +22,10 @@ import { writeFileAtomicSyncFrom } from '../io';
 import { TensorBoardWriter } from '../io/tensorboard';
 import { Optimizer, Lamb, AdamW, DynamicLossScaler, clipGradNorm, gradNorm, learningRate, isBiasOrLayerNorm } from '../optim';
 import { createTrainingProgress } from '../cli/progress';
-import { TrainConfig, TrainConfigError, differingKeys, configJson, scheduleOf } from './config';
+import { TrainConfig, TrainConfigError, RESUMABLE_KEYS, differingKeys, configJson, scheduleOf } from './config';
 import { ElectraModel, electraMask, electraMetrics, ELECTRA_STATISTICS, SpecialTokenIds } from './electra';
 import { bertMask, maskedLanguageModelLoss, mlmMetrics, MLM_STATISTICS } from './mlm';
-import { buildModelConfigs, createPretrainingModel, ModelConfigs, TokenizerFacts } from './models';
+import { buildModelConfigs, createPretrainingModel, TokenizerFacts } from './models';
 import { checkData, prepareData, DataSource } from './data';
 import {
   saveCheckpoint, loadCheckpoint, newestCheckpoint, resolveCheckpoint, removeStaleStaging, listCheckpoints, CheckpointMeta,
@@ -142,14 +142,14 @@ interface Objective {
   metrics(sums: readonly number[], microBatches: number): Record<string, number>;
 }
 
-function electraObjective(config: TrainConfig, configs: ModelConfigs, special: SpecialTokenIds, model: ElectraModel): Objective {
+function electraObjective(config: TrainConfig, special: SpecialTokenIds, randomVocabSize: number, model: ElectraModel): Objective {
   const e = config.electra;
   const maskingOptions = { maskProb: e.mask_prob, maskTokenProb: e.mask_token_prob, randomTokenProb: e.random_token_prob, maxPredictions: e.max_predictions ?? undefined };
   return {
     model,
     statisticsSize: ELECTRA_STATISTICS.length,
     forward(batch, masking, sampling) {
-      const m = electraMask(batch.inputIds, batch.attentionMask, special, maskingOptions, masking, configs.main.vocab_size);
+      const m = electraMask(batch.inputIds, batch.attentionMask, special, maskingOptions, masking, randomVocabSize);
       return model.forward(batch, m, { discWeight: e.disc_weight, temperature: e.temperature, generator: sampling });
     },
     metrics: electraMetrics,
@@ -229,7 +229,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     resumed = JSON.parse(fs.readFileSync(path.join(resumeFrom, 'trainer.json'), 'utf8')) as CheckpointMeta;
     const differing = differingKeys(resumed.config, config);
     if (differing.length) {
-      throw new TrainConfigError(source, differing.map((key) => ({ key, message: `differs from the checkpoint ${resumeFrom} (only ${'max_steps, logging, checkpoint, eval and paths'} may change on resume)` })));
+      throw new TrainConfigError(source, differing.map((key) => ({ key, message: `differs from the checkpoint ${resumeFrom} (a resumed run may change only ${RESUMABLE_KEYS.join(', ')})` })));
     }
   }
   const initFrom = !resumed && config.init_from ? resolveCheckpointOrFail(config.init_from, source) : null;
@@ -253,7 +253,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const trained = createPretrainingModel(config, modelConfigs, { generator: initGenerator, init: 'truncated' });
   initGenerator.dispose();
   const objective = trained instanceof ElectraModel
-    ? electraObjective(config, modelConfigs, special, trained)
+    ? electraObjective(config, special, tokenizer.vocabSize, trained)
     : mlmObjective(config, special, tokenizer.vocabSize, trained);
   const model = objective.model;
   if (device !== 'cpu') model.to(device as 'cuda');
@@ -293,7 +293,15 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const checkpoint = loadCheckpoint(dir);
     model.loadStateDict(checkpoint.model);
     const prefixed = (prefix: string) => new Map([...checkpoint.state].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v.to({ device })]));
-    optimizer.loadState(prefixed('optimizer/'), checkpoint.meta.optimizer);
+    const optimizerState = prefixed('optimizer/');
+    let optimizerJson = checkpoint.meta.optimizer;
+    if (!whole) {
+      // A new phase keeps the moments but counts its updates from 0, as NVIDIA's run_pretraining.py
+      // resets optimizer.iterations for phase 2 (bias correction restarts with the schedule).
+      optimizerJson = { ...optimizerJson, ...('stepCount' in optimizerJson ? { stepCount: 0 } : {}) };
+      for (const [key, value] of optimizerState) if (key === 'step_count' || key.startsWith('step/')) optimizerState.set(key, value.mul(0));
+    }
+    optimizer.loadState(optimizerState, optimizerJson);
     scaler.loadState(prefixed('scaler/'));
     if (whole) {
       native.generatorState(-1, checkpoint.state.get('rng/global')!.handle);
