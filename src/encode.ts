@@ -3,15 +3,60 @@
 // safetensors. Outside tools use it to check our forward pass against theirs.
 //   node dist/encode.js --model DIR --input batch.json --output out.safetensors
 import * as fs from 'fs';
+import * as path from 'path';
 import { Tensor, tensor, tidy, noGrad, setNumThreads } from './tensor';
 import { loadPretrained, writeSafetensors, toSafetensorsEntry } from './io';
-import { PreTrainedModule } from './models';
-import { createCli, integerOption, runCli, stringOption, UsageError } from './cli/args';
+import { ModelConfig, PreTrainedModule } from './models';
+import { createCli, integerOption, numberOption, runCli, stringOption, UsageError } from './cli/args';
 
 interface Batch {
   input_ids: number[][];
   attention_mask: number[][];
   token_type_ids?: number[][];
+}
+
+/** Default of --max-attention-gb: attention scores of one layer above this are refused up front. */
+const DEFAULT_MAX_ATTENTION_GB = 4;
+
+/**
+ * Refuses, before anything is allocated, a batch the model cannot take: a sequence longer than
+ * its absolute positions, a token type outside type_vocab_size, or one whose attention scores
+ * (batch x heads x length^2 floats, about three such tensors live per layer with relative
+ * attention's c2p and p2c terms) would pass `maxAttentionGB`.
+ */
+function checkBatchFitsModel(file: string, batch: Batch, config: ModelConfig, maxAttentionGB: number): void {
+  const rows = batch.input_ids.length;
+  const width = batch.input_ids[0].length;
+  if (config.model_type === 'roberta') {
+    // Positions count from pad_token_id + 1 over the non-padding tokens of a row.
+    const limit = config.max_position_embeddings - config.pad_token_id - 1;
+    batch.input_ids.forEach((row, i) => {
+      const tokens = row.filter((id) => id !== config.pad_token_id).length;
+      if (tokens > limit) throw new UsageError(`${file}: "input_ids"[${i}] has ${tokens} tokens, the model has positions for ${limit} (max_position_embeddings ${config.max_position_embeddings})`);
+    });
+  } else if (config.position_biased_input && width > config.max_position_embeddings) {
+    throw new UsageError(`${file}: rows of ${width} tokens, the model has absolute positions for ${config.max_position_embeddings} (max_position_embeddings)`);
+  }
+  if (batch.token_type_ids) {
+    const types = Math.max(1, config.type_vocab_size);
+    batch.token_type_ids.forEach((row, i) => row.forEach((v, j) => {
+      if (v >= types) throw new UsageError(`${file}: "token_type_ids"[${i}][${j}] = ${v}, the model has ${types} token type${types === 1 ? '' : 's'} (type_vocab_size ${config.type_vocab_size})`);
+    }));
+  }
+  const copies = config.model_type === 'deberta-v2' && config.relative_attention ? 3 : 1;
+  const attentionGB = (rows * config.num_attention_heads * width * width * 4 * copies) / 1e9;
+  if (attentionGB > maxAttentionGB) {
+    throw new UsageError(`${file}: ${rows} rows of ${width} tokens need about ${attentionGB.toFixed(1)} GB of attention scores per layer, over --max-attention-gb ${maxAttentionGB}; send shorter or fewer rows, or raise the bound`);
+  }
+}
+
+/** The output must be a file (or nothing yet) in a directory that exists: checked before the model runs. */
+function checkOutputPath(output: string): void {
+  const directory = path.dirname(path.resolve(output));
+  if (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory()) throw new UsageError(`--output ${output}: the directory ${directory} does not exist`);
+  if (fs.existsSync(output) && !fs.statSync(output).isFile()) {
+    throw new UsageError(`--output ${output}: exists and is ${fs.statSync(output).isDirectory() ? 'a directory' : 'not a regular file'}; give a file path`);
+  }
 }
 
 function readBatch(file: string, vocabSize: number): Batch {
@@ -79,10 +124,12 @@ function cli() {
     .option('model', stringOption('model directory (config.json + model.safetensors or pytorch_model.bin)', { demandOption: true }))
     .option('input', stringOption('JSON {"input_ids": [[...]], "attention_mask": [[...]]} (rows padded to one length; attention_mask optional, token_type_ids optional)', { demandOption: true }))
     .option('output', stringOption('where to write the outputs as safetensors (written atomically)', { demandOption: true }))
-    .option('threads', integerOption('--threads', 'CPU threads for libtorch', { min: 1 }, { defaultDescription: "libtorch's default" }));
+    .option('threads', integerOption('--threads', 'CPU threads for libtorch', { min: 1 }, { defaultDescription: "libtorch's default" }))
+    .option('max-attention-gb', numberOption('--max-attention-gb', 'refuse batches whose attention scores would pass this many GB per layer (checked before running)', { min: 0 }, { default: DEFAULT_MAX_ATTENTION_GB }));
 }
 
-function run(options: { model: string; input: string; output: string; threads?: number }): void {
+function run(options: { model: string; input: string; output: string; threads?: number; maxAttentionGb: number }): void {
+  checkOutputPath(options.output);
   if (options.threads) setNumThreads(options.threads);
   let model: PreTrainedModule;
   try {
@@ -93,10 +140,15 @@ function run(options: { model: string; input: string; output: string; threads?: 
   try {
     model.eval();
     const batch = readBatch(options.input, model.config.vocab_size);
+    checkBatchFitsModel(options.input, batch, model.config, options.maxAttentionGb);
     const outputs = encode(model, batch);
     try {
       const entries = new Map([...outputs].map(([name, t]) => [name, toSafetensorsEntry(t, name)] as const));
-      writeSafetensors(options.output, entries, { format: 'pt' });
+      try {
+        writeSafetensors(options.output, entries, { format: 'pt' });
+      } catch (error) {
+        throw new UsageError(`--output ${options.output}: cannot write it: ${(error as Error).message}`);
+      }
     } finally {
       for (const t of outputs.values()) t.dispose();
     }

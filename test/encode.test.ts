@@ -20,16 +20,20 @@ const config = parseDebertaConfig({
 });
 const batch = { input_ids: [[1, 5, 6, 7, 2], [1, 9, 2, 0, 0]], attention_mask: [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]] };
 
-function run(input: unknown, output = path.join(dir, 'out.safetensors')) {
+function run(input: unknown, output = path.join(dir, 'out.safetensors'), modelDir = path.join(dir, 'model')) {
   const file = path.join(dir, 'batch.json');
   fs.writeFileSync(file, typeof input === 'string' ? input : JSON.stringify(input));
-  return spawnSync(process.execPath, [CLI, '--model', path.join(dir, 'model'), '--input', file, '--output', output, '--threads', '1'], { encoding: 'utf8' });
+  return spawnSync(process.execPath, [CLI, '--model', modelDir, '--input', file, '--output', output, '--threads', '1'], { encoding: 'utf8' });
 }
 
 test.before(() => {
   const model = new DebertaV2ForMaskedLM(config, { generator: new Generator({ seed: 2 }) });
   savePretrained(model, path.join(dir, 'model'));
   model.dispose();
+  // Absolute positions (BERT-style) and two token types.
+  const absolute = new DebertaV2ForMaskedLM(parseDebertaConfig({ ...config, relative_attention: false, position_biased_input: true, type_vocab_size: 2 }), { generator: new Generator({ seed: 3 }) });
+  savePretrained(absolute, path.join(dir, 'absolute'));
+  absolute.dispose();
 });
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -65,6 +69,37 @@ for (const [what, input, message] of [
     assert.match(result.stderr, 'batch.json');
   });
 }
+
+function assertOneLine(result: { status: number | null; stderr: string }, message: string) {
+  assert.is(result.status, 2, result.stderr);
+  assert.match(result.stderr, message);
+  assert.ok(/^encode: [^\n]+\n$/.test(result.stderr), `not one line: ${result.stderr}`);
+}
+
+test('what the model cannot take is refused before it runs: positions, token types, attention size', () => {
+  const absolute = path.join(dir, 'absolute');
+  assertOneLine(run({ input_ids: [Array.from({ length: 33 }, () => 5)] }, undefined, absolute), 'batch.json: rows of 33 tokens, the model has absolute positions for 32 (max_position_embeddings)');
+  assert.is(run({ input_ids: [Array.from({ length: 32 }, () => 5)] }, undefined, absolute).status, 0);
+  assertOneLine(run({ input_ids: [[1, 5, 2]], token_type_ids: [[0, 0, 2]] }, undefined, absolute), 'batch.json: "token_type_ids"[0][2] = 2, the model has 2 token types (type_vocab_size 2)');
+  assertOneLine(run({ input_ids: [[1, 5, 2]], token_type_ids: [[0, 1, 1]] }), 'batch.json: "token_type_ids"[0][1] = 1, the model has 1 token type (type_vocab_size 0)');
+  // Relative attention has no position limit: 20,000 tokens would need 9.6 GB of scores per layer.
+  const started = Date.now();
+  assertOneLine(run({ input_ids: [Array.from({ length: 20_000 }, () => 5)] }), 'batch.json: 1 rows of 20000 tokens need about 9.6 GB of attention scores per layer, over --max-attention-gb 4');
+  assert.ok(Date.now() - started < 20_000, `${Date.now() - started} ms`);
+});
+
+test('bad output paths and a full disk are one-line errors naming the output', () => {
+  assertOneLine(run(batch, path.join(dir, 'no', 'such', 'out.safetensors')), `--output ${path.join(dir, 'no', 'such', 'out.safetensors')}: the directory ${path.join(dir, 'no', 'such')} does not exist`);
+  assertOneLine(run(batch, dir), `--output ${dir}: exists and is a directory; give a file path`);
+  assertOneLine(run(batch, '/dev/full'), '--output /dev/full: exists and is not a regular file; give a file path');
+  // A disk that fills up mid-write: the file-size limit makes write(2) fail with EFBIG.
+  const output = path.join(dir, 'full.safetensors');
+  const file = path.join(dir, 'batch.json');
+  fs.writeFileSync(file, JSON.stringify(batch));
+  const full = spawnSync('bash', ['-c', `ulimit -f 1; exec "${process.execPath}" "${CLI}" --model "${path.join(dir, 'model')}" --input "${file}" --output "${output}"`], { encoding: 'utf8' });
+  assertOneLine(full, `--output ${output}: cannot write it: EFBIG: file too large`);
+  assert.equal(fs.readdirSync(dir).filter((name) => name.includes('full.safetensors')), []);
+});
 
 test('a missing model directory or option exits 2', () => {
   const missing = spawnSync(process.execPath, [CLI, '--model', path.join(dir, 'nope'), '--input', 'x.json', '--output', 'y'], { encoding: 'utf8' });
