@@ -3,7 +3,7 @@
 import { statSync } from 'fs';
 import { createCli, flagOption, integerOption, listOption, numberOption, runCli, stringOption, UsageError } from './cli/args';
 import { createThroughputProgress } from './cli/progress';
-import { listCorpusFiles } from './data/corpus';
+import { listCorpusFiles } from './corpus/read';
 import { prepare } from './data/prepare';
 import { readManifest, verifyShardChecksums } from './data/manifest';
 import { DEFAULT_HELD_OUT_FRACTION } from './data/held-out';

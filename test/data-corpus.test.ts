@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { gzipSync } from 'zlib';
-import { CorpusDocument, CorpusError, emptyCorpusStats, listCorpusFiles, readCorpus } from '../src/data/corpus';
+import { CorpusDocument, CorpusError, emptyCorpusStats, listCorpusFiles, readCorpus } from '../src/corpus/read';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'camemberta-corpus-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -9,7 +9,7 @@ import * as path from 'path';
 import { gzipSync } from 'zlib';
 import { spawnSync } from 'child_process';
 import { prepare } from '../src/data/prepare';
-import { CorpusError, emptyCorpusStats, listCorpusFiles, readCorpus } from '../src/data/corpus';
+import { CorpusError, emptyCorpusStats, listCorpusFiles, readCorpus } from '../src/corpus/read';
 import { trainTokenizer } from '../src/tokenizer/train';
 import { repoRoot } from './helpers/python';
 

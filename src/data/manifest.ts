@@ -7,7 +7,7 @@
 import { createHash } from 'crypto';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'fs';
 import { join } from 'path';
-import type { CorpusStats } from './corpus';
+import type { CorpusStats } from '../corpus/read';
 import { HELD_OUT_SELECTION } from './held-out';
 import { SHARD_HEADER_BYTES, decodeHeader, shardBytesFor } from './shard';
 

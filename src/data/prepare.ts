@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'fs';
 import { join } from 'path';
 import { LoadedTokenizer, SentencePieceBackend, loadTokenizer } from '../tokenizer/index';
-import { emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
+import { emptyCorpusStats, listCorpusFiles, readCorpus } from '../corpus/read';
 import { ShardHeader, ShardWriter, isUnfinishedShardFile, readShardHeader, shardBytesFor, shardFileName, tokenWidthFor } from './shard';
 import { TokenizePool } from './worker-pool';
 import { writeFileAtomicSyncFrom } from '../io/atomic';

@@ -1,7 +1,7 @@
 // Worker thread of the prepare pipeline: splits documents into sentences and tokenizes them.
 import { parentPort, workerData } from 'worker_threads';
 import { SentencePieceBackend, SentencePieceTokenizer } from '../tokenizer/sentencepiece';
-import { createSentenceSplitter } from './sentences';
+import { createSentenceSplitter } from '../corpus/sentences';
 
 export interface TokenizeRequest {
   id: number;

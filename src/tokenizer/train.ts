@@ -7,8 +7,8 @@ import { createWriteStream, mkdirSync, mkdtempSync, rmSync, writeFileSync } from
 import { availableParallelism, tmpdir } from 'os';
 import { join } from 'path';
 import { once } from 'events';
-import { emptyCorpusStats, listCorpusFiles, readCorpus, CorpusStats } from '../data/corpus';
-import { createSentenceSplitter } from '../data/sentences';
+import { emptyCorpusStats, listCorpusFiles, readCorpus, CorpusStats } from '../corpus/read';
+import { createSentenceSplitter } from '../corpus/sentences';
 import { NormalizationRule, nfcRuleTsv } from './normalization';
 import { readSentencePieceModel } from './spm-model';
 import { resolveSpecialTokens, SpecialTokens } from './special-tokens';
