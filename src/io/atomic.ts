@@ -187,3 +187,37 @@ function syncTree(dir: string): void {
   }
   syncDirectory(dir);
 }
+
+/**
+ * A file written only at its end, one whole record per call (so a crash of the process loses at
+ * most the record being written); flush() fsyncs, for a power loss too. The logs of a run use it.
+ */
+export class AppendOnlyFile {
+  private fd: number | undefined;
+
+  /** flags: 'a' to continue a file, 'wx' to create a new one and fail if it exists. */
+  constructor(readonly file: string, flags: 'a' | 'wx') {
+    this.fd = fs.openSync(file, flags, 0o644);
+  }
+
+  append(bytes: Uint8Array): void {
+    if (this.fd === undefined) throw new Error(`${this.file} is closed`);
+    writeFully(this.fd, bytes);
+  }
+
+  flush(): void {
+    if (this.fd !== undefined) fs.fsyncSync(this.fd);
+  }
+
+  /** Flushes and closes; a second call does nothing. */
+  close(): void {
+    if (this.fd === undefined) return;
+    const fd = this.fd;
+    this.fd = undefined;
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}

@@ -11,6 +11,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Root, Type } from 'protobufjs';
 import { crc32c } from '@aws-crypto/crc32c';
+import { AppendOnlyFile } from './atomic';
 
 // The few fields we write, with the field numbers of tensorflow/core/util/event.proto and
 // tensorflow/core/framework/summary.proto (checked against tensorboard.compat.proto 2.21).
@@ -88,7 +89,7 @@ let fileCounter = 0;
 export class TensorBoardWriter {
   /** The event file this writer appends to. */
   readonly file: string;
-  private fd: number | undefined;
+  private readonly out: AppendOnlyFile;
 
   /**
    * Creates `dir` and a new event file `events.out.tfevents.<unix seconds>.<hostname>.<pid>.<counter>`
@@ -114,7 +115,7 @@ export class TensorBoardWriter {
       const file = path.join(dir, `${EVENT_FILE_PREFIX}${seconds}.${os.hostname()}.${process.pid}.${fileCounter}`);
       try {
         // 'wx': two writers must never share a file (interleaved records would be unreadable).
-        this.fd = fs.openSync(file, 'wx', 0o644);
+        this.out = new AppendOnlyFile(file, 'wx');
         this.file = file;
         break;
       } catch (error) {
@@ -150,27 +151,16 @@ export class TensorBoardWriter {
 
   /** Forces what was written to the disk (fsync): it then survives a power loss, not only a crash. */
   flush(): void {
-    if (this.fd !== undefined) fs.fsyncSync(this.fd);
+    this.out.flush();
   }
 
   /** Flushes and closes the file; a second call does nothing. */
   close(): void {
-    if (this.fd === undefined) return;
-    const fd = this.fd;
-    this.fd = undefined;
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    this.out.close();
   }
 
   private writeEvent(event: Record<string, unknown>): void {
-    if (this.fd === undefined) throw new Error(`TensorBoardWriter: ${this.file} is closed`);
-    const record = tfRecord(EventType.encode(EventType.fromObject(event)).finish());
-    let written = 0;
-    while (written < record.byteLength) {
-      written += fs.writeSync(this.fd, record, written, record.byteLength - written);
-    }
+    // One record per write: a crash tears at most the record being written.
+    this.out.append(tfRecord(EventType.encode(EventType.fromObject(event)).finish()));
   }
 }

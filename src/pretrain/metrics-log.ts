@@ -7,7 +7,7 @@
 // from an earlier checkpoint first drops the lines of the steps it will redo.
 import * as fs from 'fs';
 import * as path from 'path';
-import { writeFileAtomicSyncFrom } from '../io/atomic';
+import { AppendOnlyFile, writeFileAtomicSyncFrom } from '../io/atomic';
 
 export type MetricsRecord = { step: number } & Record<string, number | string | null>;
 
@@ -76,7 +76,7 @@ export function readMetricsLog(file: string): Array<Record<string, unknown>> {
 
 export class MetricsLog {
   readonly file: string;
-  private fd: number | undefined;
+  private readonly out: AppendOnlyFile;
 
   /**
    * Opens `file` for appending (created, with its directory, if missing). A torn last line is
@@ -104,7 +104,7 @@ export class MetricsLog {
       }
     }
     try {
-      this.fd = fs.openSync(file, 'a', 0o644);
+      this.out = new AppendOnlyFile(file, 'a');
     } catch (error) {
       throw new Error(`MetricsLog: cannot open ${file} for appending: ${(error as Error).message}`);
     }
@@ -112,7 +112,6 @@ export class MetricsLog {
 
   /** Appends one line. Non-finite numbers are written as null (JSON has no NaN or Infinity). */
   append(record: MetricsRecord): void {
-    if (this.fd === undefined) throw new Error(`MetricsLog: ${this.file} is closed`);
     const { step, ...values } = record;
     if (!Number.isSafeInteger(step) || step < 0) {
       throw new Error(`MetricsLog.append: step must be a non-negative integer, got ${step}`);
@@ -125,26 +124,16 @@ export class MetricsLog {
     const line = Buffer.from(`${JSON.stringify({ step, ...values })}\n`, 'utf8');
     // One write(2) for the whole line: appends are atomic with respect to other appenders and a
     // crash tears at most this line. A short write (disk full) is finished rather than left torn.
-    let written = 0;
-    while (written < line.byteLength) {
-      written += fs.writeSync(this.fd, line, written, line.byteLength - written);
-    }
+    this.out.append(line);
   }
 
   /** Forces the lines to the disk (fsync); append() alone already survives a crash of the process. */
   flush(): void {
-    if (this.fd !== undefined) fs.fsyncSync(this.fd);
+    this.out.flush();
   }
 
   /** Flushes and closes; a second call does nothing. */
   close(): void {
-    if (this.fd === undefined) return;
-    const fd = this.fd;
-    this.fd = undefined;
-    try {
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    this.out.close();
   }
 }
