@@ -239,6 +239,39 @@ Napi::Value OpSchema(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), text.str());
 }
 
+// libtorch's resize_ sets the new sizes before it allocates the storage: when the allocation
+// fails the tensor is left claiming elements it does not have, and the next op on it reads out of
+// bounds (PyTorch 2.13 behaves the same). The sizes, strides and offset of every tensor an op
+// writes are put back when a metadata-changing op throws.
+void callRestoringMetadataOnFailure(const OpEntry& op, torch::jit::Stack& stack) {
+  struct Snapshot {
+    c10::intrusive_ptr<c10::TensorImpl> impl;
+    std::vector<int64_t> sizes;
+    std::vector<int64_t> strides;
+    int64_t storageOffset;
+  };
+  std::vector<Snapshot> snapshots;
+  const auto& arguments = op.handle.schema().arguments();
+  for (size_t i = 0; i < arguments.size() && i < stack.size(); i++) {
+    if (!arguments[i].alias_info() || !arguments[i].alias_info()->isWrite() || !stack[i].isTensor()) continue;
+    const at::Tensor& tensor = stack[i].toTensor();
+    if (!tensor.defined() || tensor.layout() != at::kStrided || tensor.is_nested()) continue;
+    snapshots.push_back({tensor.getIntrusivePtr(), tensor.sizes().vec(), tensor.strides().vec(), tensor.storage_offset()});
+  }
+  try {
+    op.handle.callBoxed(stack);
+  } catch (...) {
+    for (auto& snapshot : snapshots) {
+      try {
+        snapshot.impl->set_sizes_and_strides(snapshot.sizes, snapshot.strides, snapshot.storageOffset);
+      } catch (...) {
+        // A tensor that forbids metadata changes was not changed by the op either.
+      }
+    }
+    throw;
+  }
+}
+
 // callOp(id, ...args): missing trailing arguments (undefined) take the schema's defaults.
 // Returns a tensor handle, an array for several returns, a number or boolean for scalars, and
 // undefined when the op returns only inputs it wrote in place.
@@ -268,12 +301,9 @@ Napi::Value CallOp(const Napi::CallbackInfo& info) {
     stack.push_back(toIValue(env, state, value, argument.real_type(), op, argument));
   }
   if (op.changesMetadata) {
-    // Bumped also when the op throws: a resize_ that fails halfway may have changed sizes already.
-    struct BumpAfter {
-      uint32_t* epoch;
-      ~BumpAfter() { (*epoch)++; }
-    } bumpAfter{state.metadataEpoch};
-    op.handle.callBoxed(stack);
+    callRestoringMetadataOnFailure(op, stack);
+    // Cached shapes in JS are refreshed after any such op, failed or not.
+    (*state.metadataEpoch)++;
   } else {
     op.handle.callBoxed(stack);
   }

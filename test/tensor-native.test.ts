@@ -98,6 +98,16 @@ test('cached shapes follow in-place ops that change them, through methods and ra
   assert.equal(y.shape, [5]);
 }));
 
+test('a resize_ whose allocation fails leaves the tensor as it was', () => tidy(() => {
+  // libtorch sets the new sizes before allocating: the tensor claimed 2^53 elements over a
+  // 16-byte storage, and the next op on it read out of bounds (a segfault found by the fuzz test).
+  const x = zeros([4], { dtype: 'int32' });
+  assert.throws(() => x.resize_(2 ** 53), /out of CPU memory/);
+  assert.equal(x.shape, [4]);
+  assert.equal(x.stride(), [1]);
+  assert.is(x.sub_(ones([4], { dtype: 'int32' })).sum().item(), -4);
+}));
+
 test('t.grad = g is checked as in PyTorch: shape, dtype and device, naming both', () => tidy(() => {
   const parameter = zeros([1000]).requiresGrad_();
   assert.throws(() => { parameter.grad = zeros([3]); }, /different size \(grad: \[3\] Float on cpu; tensor: \[1000\] Float on cpu\)/);
