@@ -7,14 +7,14 @@ cd "$(dirname "$0")/.."
 
 PYTHON_BIN=${PYTHON_BIN:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-PY_PACKAGES=(transformers==5.18.0 safetensors sentencepiece numpy)
+PY_PACKAGES=(transformers==5.18.0 safetensors sentencepiece numpy tensorboard==2.21.0)
 
 if [ -z "${LIBTORCH:-}" ]; then
   if [ ! -x .venv/bin/python3 ]; then
     echo "setup: creating .venv (Python for libtorch and the reference checks)"
     "$PYTHON_BIN" -m venv .venv
   fi
-  if ! .venv/bin/python3 -c 'import torch, transformers, safetensors, sentencepiece' 2>/dev/null; then
+  if ! .venv/bin/python3 -c 'import torch, transformers, safetensors, sentencepiece, tensorboard' 2>/dev/null; then
     echo "setup: installing $TORCH_SPEC ${PY_PACKAGES[*]} into .venv"
     # PIP_INDEX_URL (and other pip settings) from the environment are honoured.
     .venv/bin/pip install --disable-pip-version-check -q "$TORCH_SPEC" "${PY_PACKAGES[@]}"

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { createProgram, parseInteger, parseNumber, runProgram } from './cli/args';
+import { createCli, integerOption, listOption, numberOption, runCli, stringOption } from './cli/args';
 import { trainTokenizer } from './tokenizer/train';
 import { loadTokenizer } from './tokenizer/index';
 import { prepare } from './data/prepare';
@@ -155,19 +155,17 @@ async function runDemo(options: DemoOptions): Promise<void> {
   model.dispose();
 }
 
-const program = createProgram('demo', 'Tokenizer, shards, a tiny DeBERTa-V3 trained with masked-LM on CPU, and a transformers-loadable export.')
-  .option('--output <dir>', 'where the tokenizer, shards and model go', 'runs/demo')
-  .option('--input <paths...>', 'text files or directories (blank lines separate documents)', [DEFAULT_SAMPLE])
-  .option('--steps <n>', 'training steps', parseInteger('--steps', 1), 300)
-  .option('--batch-size <n>', 'examples per step', parseInteger('--batch-size', 1), 16)
-  .option('--seq-length <n>', 'tokens per example (at most 128 for the tiny model)', parseInteger('--seq-length', 8), 64)
-  .option('--lr <rate>', 'peak learning rate (linear warm-up over 10% of the steps, then linear decay)', parseNumber('--lr', 0, 1), 3e-3)
-  .option('--vocab-size <n>', 'SentencePiece pieces (the built-in sample supports up to about 640)', parseInteger('--vocab-size', 16), 512)
-  .option('--threads <n>', 'intra-op CPU threads', parseInteger('--threads', 1), 1)
-  .option('--seed <n>', 'random seed', parseInteger('--seed', 0), 0)
-  .action(async (options: DemoOptions) => {
-    if (options.seqLength > 128) throw new Error('--seq-length: the tiny model has 128 positions');
-    await runDemo(options);
-  });
+const cli = createCli('demo', 'Tokenizer, shards, a tiny DeBERTa-V3 trained with masked-LM on CPU, and a transformers-loadable export.')
+  .option('output', stringOption('where the tokenizer, shards and model go', { default: 'runs/demo' }))
+  .option('input', listOption('text files or directories (blank lines separate documents)', {
+    default: [DEFAULT_SAMPLE], defaultDescription: 'the built-in French sample, data/demo/fr-demo.txt',
+  }))
+  .option('steps', integerOption('--steps', 'training steps', { min: 1 }, { default: 300 }))
+  .option('batch-size', integerOption('--batch-size', 'examples per step', { min: 1 }, { default: 16 }))
+  .option('seq-length', integerOption('--seq-length', 'tokens per example (the tiny model has 128 positions)', { min: 8, max: 128 }, { default: 64 }))
+  .option('lr', numberOption('--lr', 'peak learning rate (linear warm-up over 10% of the steps, then linear decay)', { min: 0, max: 1 }, { default: 3e-3 }))
+  .option('vocab-size', integerOption('--vocab-size', 'SentencePiece pieces (the built-in sample supports up to about 640)', { min: 16 }, { default: 512 }))
+  .option('threads', integerOption('--threads', 'intra-op CPU threads', { min: 1 }, { default: 1 }))
+  .option('seed', integerOption('--seed', 'random seed', { min: 0 }, { default: 0 }));
 
-void runProgram(program);
+void runCli(cli, (args) => runDemo(args));

@@ -3,13 +3,10 @@
 // safetensors. Outside tools use it to check our forward pass against theirs.
 //   node dist/encode.js --model DIR --input batch.json --output out.safetensors
 import * as fs from 'fs';
-import { Command, CommanderError } from 'commander';
 import { Tensor, tensor, tidy, noGrad, setNumThreads } from './tensor';
 import { loadPretrained, writeSafetensors, toSafetensorsEntry } from './io';
 import { PreTrainedModule } from './models';
-
-/** A problem with what the user gave us (files, JSON, options): exit status 2. */
-class InputError extends Error {}
+import { createCli, integerOption, runCli, stringOption, UsageError } from './cli/args';
 
 interface Batch {
   input_ids: number[][];
@@ -22,28 +19,28 @@ function readBatch(file: string, vocabSize: number): Batch {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
-    throw new InputError(`${file}: cannot read the input batch: ${(error as Error).message}`);
+    throw new UsageError(`${file}: cannot read the input batch: ${(error as Error).message}`);
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new InputError(`${file}: not valid JSON: ${(error as Error).message}`);
+    throw new UsageError(`${file}: not valid JSON: ${(error as Error).message}`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new InputError(`${file}: expected an object {"input_ids": [[...]], "attention_mask": [[...]]}`);
+    throw new UsageError(`${file}: expected an object {"input_ids": [[...]], "attention_mask": [[...]]}`);
   }
   const record = json as Record<string, unknown>;
   const matrix = (key: string, check: (v: number) => boolean, what: string, width?: number, rows?: number): number[][] => {
     const value = record[key];
-    if (!Array.isArray(value) || value.length === 0) throw new InputError(`${file}: "${key}" must be a non-empty array of rows`);
-    if (rows !== undefined && value.length !== rows) throw new InputError(`${file}: "${key}" has ${value.length} rows, "input_ids" has ${rows}`);
+    if (!Array.isArray(value) || value.length === 0) throw new UsageError(`${file}: "${key}" must be a non-empty array of rows`);
+    if (rows !== undefined && value.length !== rows) throw new UsageError(`${file}: "${key}" has ${value.length} rows, "input_ids" has ${rows}`);
     const expectedWidth = width ?? (Array.isArray(value[0]) ? value[0].length : -1);
     value.forEach((row, i) => {
-      if (!Array.isArray(row) || row.length === 0) throw new InputError(`${file}: "${key}"[${i}] must be a non-empty array`);
-      if (row.length !== expectedWidth) throw new InputError(`${file}: "${key}"[${i}] has ${row.length} entries, expected ${expectedWidth} (rows must be padded to one length)`);
+      if (!Array.isArray(row) || row.length === 0) throw new UsageError(`${file}: "${key}"[${i}] must be a non-empty array`);
+      if (row.length !== expectedWidth) throw new UsageError(`${file}: "${key}"[${i}] has ${row.length} entries, expected ${expectedWidth} (rows must be padded to one length)`);
       row.forEach((v, j) => {
-        if (typeof v !== 'number' || !Number.isInteger(v) || !check(v)) throw new InputError(`${file}: "${key}"[${i}][${j}] = ${JSON.stringify(v)} is not ${what}`);
+        if (typeof v !== 'number' || !Number.isInteger(v) || !check(v)) throw new UsageError(`${file}: "${key}"[${i}][${j}] = ${JSON.stringify(v)} is not ${what}`);
       });
     });
     return value as number[][];
@@ -56,7 +53,7 @@ function readBatch(file: string, vocabSize: number): Batch {
   const batch: Batch = { input_ids: inputIds, attention_mask: attentionMask };
   if (record.token_type_ids !== undefined) batch.token_type_ids = matrix('token_type_ids', (v) => v >= 0, 'a non-negative segment id', width, inputIds.length);
   for (const key of Object.keys(record)) {
-    if (!['input_ids', 'attention_mask', 'token_type_ids'].includes(key)) throw new InputError(`${file}: unknown key "${key}" (expected input_ids, attention_mask, token_type_ids)`);
+    if (!['input_ids', 'attention_mask', 'token_type_ids'].includes(key)) throw new UsageError(`${file}: unknown key "${key}" (expected input_ids, attention_mask, token_type_ids)`);
   }
   return batch;
 }
@@ -77,38 +74,21 @@ function encode(model: PreTrainedModule, batch: Batch): Map<string, Tensor> {
   }));
 }
 
-function main(argv: string[]): number {
-  const program = new Command()
-    .name('encode')
-    .description('Run a saved camemberta/HF model (DeBERTa-V2/V3 or RoBERTa) on a batch of token ids and write last_hidden_state (float32) and, for a masked-LM model, logits to a safetensors file.')
-    .requiredOption('--model <dir>', 'model directory (config.json + model.safetensors or pytorch_model.bin)')
-    .requiredOption('--input <batch.json>', 'JSON {"input_ids": [[...]], "attention_mask": [[...]]} (rows padded to one length; attention_mask optional, token_type_ids optional)')
-    .requiredOption('--output <out.safetensors>', 'where to write the outputs (written atomically)')
-    .option('--threads <n>', 'CPU threads for libtorch', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new InputError(`--threads must be a positive integer, got ${JSON.stringify(v)}`);
-      return n;
-    })
-    .exitOverride()
-    .configureOutput({ writeErr: (text) => process.stderr.write(text) });
-  try {
-    program.parse(argv);
-  } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-    if (error instanceof InputError) {
-      process.stderr.write(`encode: ${error.message}\n`);
-      return 2;
-    }
-    throw error;
-  }
-  const options = program.opts<{ model: string; input: string; output: string; threads?: number }>();
+function cli() {
+  return createCli('encode', 'Run a saved camemberta/HF model (DeBERTa-V2/V3 or RoBERTa) on a batch of token ids and write last_hidden_state (float32) and, for a masked-LM model, logits to a safetensors file.')
+    .option('model', stringOption('model directory (config.json + model.safetensors or pytorch_model.bin)', { demandOption: true }))
+    .option('input', stringOption('JSON {"input_ids": [[...]], "attention_mask": [[...]]} (rows padded to one length; attention_mask optional, token_type_ids optional)', { demandOption: true }))
+    .option('output', stringOption('where to write the outputs as safetensors (written atomically)', { demandOption: true }))
+    .option('threads', integerOption('--threads', 'CPU threads for libtorch', { min: 1 }, { defaultDescription: "libtorch's default" }));
+}
+
+function run(options: { model: string; input: string; output: string; threads?: number }): void {
   if (options.threads) setNumThreads(options.threads);
   let model: PreTrainedModule;
   try {
     model = loadPretrained(options.model).model;
   } catch (error) {
-    process.stderr.write(`encode: cannot load the model: ${(error as Error).message}\n`);
-    return 2;
+    throw new UsageError(`cannot load the model: ${(error as Error).message}`);
   }
   try {
     model.eval();
@@ -120,18 +100,11 @@ function main(argv: string[]): number {
     } finally {
       for (const t of outputs.values()) t.dispose();
     }
-    return 0;
-  } catch (error) {
-    if (error instanceof InputError) {
-      process.stderr.write(`encode: ${error.message}\n`);
-      return 2;
-    }
-    throw error;
   } finally {
     model.dispose();
   }
 }
 
-if (require.main === module) process.exitCode = main(process.argv);
+if (require.main === module) void runCli(cli(), run);
 
-export { main, readBatch };
+export { readBatch };

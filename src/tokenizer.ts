@@ -2,41 +2,40 @@
 // tokenizer.js: train a SentencePiece tokenizer for DeBERTa-V3 / CamemBERTa, encode text, show a model.
 import { createInterface } from 'readline';
 import { existsSync, statSync } from 'fs';
-import { createProgram, parseInteger, parseNumber, runProgram } from './cli/args';
+import { choiceOption, createCli, flagOption, integerOption, listOption, numberOption, runCli, stringOption } from './cli/args';
 import { createThroughputProgress } from './cli/progress';
 import { NORMALIZATION_RULES, NormalizationRule } from './tokenizer/normalization';
 import { trainTokenizer } from './tokenizer/train';
 import { loadTokenizer } from './tokenizer/index';
 
-const program = createProgram('tokenizer.js', 'SentencePiece tokenizer for DeBERTa-V3 / CamemBERTa pretraining');
+const cli = createCli('tokenizer.js', 'SentencePiece tokenizer for DeBERTa-V3 / CamemBERTa pretraining', { usage: '$0 <command> [options]' })
+  .demandCommand(1, 'give a command: train, encode or info');
 
-program
-  .command('train')
-  .description('train a SentencePiece unigram model with DeBERTa-V3\'s special tokens (0 [PAD], 1 [CLS], 2 [SEP], 3 [UNK]; [MASK] added at len(spm)) and write spm.model, tokenizer_config.json, special_tokens_map.json and tokenizer.json into DIR')
-  .requiredOption('--input <paths...>', 'corpus files or directories (.txt, .txt.gz, .jsonl, .jsonl.gz)')
-  .requiredOption('--vocab-size <n>', 'number of SentencePiece pieces, special pieces included ([MASK] comes on top)', parseInteger('--vocab-size', 8))
-  .requiredOption('--output <dir>', 'directory to write the tokenizer files into')
-  .option('--normalization <rule>', `text normalization: ${NORMALIZATION_RULES.join(', ')}; nfc matches transformers 5's DebertaV2Tokenizer, nmt_nfkc is SentencePiece's default`, 'nfc')
-  .option('--character-coverage <fraction>', 'share of characters the pieces must cover', parseNumber('--character-coverage', 0.5, 1), 0.9999)
-  .option('--max-sentences <n>', 'sentences SentencePiece samples from the corpus for training', parseInteger('--max-sentences', 1), 10_000_000)
-  .option('--seed <n>', 'seed of SentencePiece\'s sentence sampling', parseInteger('--seed', 0), 42)
-  .option('--threads <n>', 'trainer threads (default: all cores)', parseInteger('--threads', 1))
-  .option('--byte-fallback', 'spell unknown characters as UTF-8 byte pieces instead of [UNK]')
-  .option('--docs-per-line', 'each line of a .txt file is a document (default: blank lines separate documents)')
-  .option('--locale <locale>', 'locale of the sentence splitter', 'fr')
-  .option('--quiet', 'no progress or SentencePiece log on stderr')
-  .action(async (options) => {
-    if (!NORMALIZATION_RULES.includes(options.normalization)) {
-      throw new Error(`--normalization must be one of ${NORMALIZATION_RULES.join(', ')}`);
-    }
-    const totalBytes = (options.input as string[]).reduce((sum, path) => sum + (existsSync(path) && statSync(path).isFile() ? statSync(path).size : 0), 0);
+cli.command(
+  'train',
+  'train a SentencePiece unigram model with DeBERTa-V3\'s special tokens (0 [PAD], 1 [CLS], 2 [SEP], 3 [UNK]; [MASK] added at len(spm)) and write spm.model, tokenizer_config.json, special_tokens_map.json and tokenizer.json into --output',
+  (command) => command
+    .option('input', listOption('corpus files or directories (.txt, .txt.gz, .jsonl, .jsonl.gz)', { demandOption: true }))
+    .option('vocab-size', integerOption('--vocab-size', 'number of SentencePiece pieces, special pieces included ([MASK] comes on top)', { min: 8 }, { demandOption: true }))
+    .option('output', stringOption('directory to write the tokenizer files into', { demandOption: true }))
+    .option('normalization', choiceOption('--normalization', 'text normalization: nfc matches transformers 5\'s DebertaV2Tokenizer, nmt_nfkc is SentencePiece\'s default', NORMALIZATION_RULES, { default: 'nfc' as NormalizationRule }))
+    .option('character-coverage', numberOption('--character-coverage', 'share of characters the pieces must cover', { min: 0.5, max: 1 }, { default: 0.9999 }))
+    .option('max-sentences', integerOption('--max-sentences', 'sentences SentencePiece samples from the corpus for training', { min: 1 }, { default: 10_000_000 }))
+    .option('seed', integerOption('--seed', 'seed of SentencePiece\'s sentence sampling', { min: 0 }, { default: 42 }))
+    .option('threads', integerOption('--threads', 'trainer threads', { min: 1 }, { defaultDescription: 'all cores' }))
+    .option('byte-fallback', flagOption('spell unknown characters as UTF-8 byte pieces instead of [UNK]', { default: false }))
+    .option('docs-per-line', flagOption('each line of a .txt file is a document (otherwise blank lines separate documents)', { default: false }))
+    .option('locale', stringOption('locale of the sentence splitter', { default: 'fr' }))
+    .option('quiet', flagOption('no progress or SentencePiece log on stderr', { default: false })),
+  async (options) => {
+    const totalBytes = options.input.reduce((sum, path) => sum + (existsSync(path) && statSync(path).isFile() ? statSync(path).size : 0), 0);
     const progress = createThroughputProgress(totalBytes, { enabled: !options.quiet, label: 'reading corpus' });
     const started = Date.now();
     const result = await trainTokenizer({
       inputs: options.input,
       vocabSize: options.vocabSize,
       outputDir: options.output,
-      normalization: options.normalization as NormalizationRule,
+      normalization: options.normalization,
       characterCoverage: options.characterCoverage,
       maxSentences: options.maxSentences,
       seed: options.seed,
@@ -52,13 +51,14 @@ program
     const { ids } = result.special;
     process.stderr.write(`trained with ${result.trainer} on ${result.sentences} sentences of ${result.corpus.documents} documents in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
     process.stdout.write(`${result.modelPath}: ${result.special.vocabSize} ids (pad ${ids.pad}, cls ${ids.cls}, sep ${ids.sep}, unk ${ids.unk}, mask ${ids.mask})\n`);
-  });
+  },
+);
 
-program
-  .command('encode')
-  .description('read lines on stdin, write one line of space-separated token ids per input line (no [CLS]/[SEP])')
-  .requiredOption('--model <path>', 'SentencePiece model (spm.model)')
-  .action(async (options) => {
+cli.command(
+  'encode',
+  'read lines on stdin, write one line of space-separated token ids per input line (no [CLS]/[SEP])',
+  (command) => command.option('model', stringOption('SentencePiece model (spm.model)', { demandOption: true })),
+  async (options) => {
     const { sp } = await loadTokenizer(options.model);
     const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
     let batch: string[] = [];
@@ -78,14 +78,16 @@ program
       if (batch.length >= 4096) await flush();
     }
     if (batch.length) await flush();
-  });
+  },
+);
 
-program
-  .command('info')
-  .description('print a model\'s size and special tokens as JSON (checked against a model config.json if given)')
-  .requiredOption('--model <path>', 'SentencePiece model (spm.model)')
-  .option('--config <path>', 'model config.json whose vocab_size / pad_token_id must agree')
-  .action(async (options) => {
+cli.command(
+  'info',
+  'print a model\'s size and special tokens as JSON (checked against a model config.json if given)',
+  (command) => command
+    .option('model', stringOption('SentencePiece model (spm.model)', { demandOption: true }))
+    .option('config', stringOption('model config.json whose vocab_size / pad_token_id must agree')),
+  async (options) => {
     const tokenizer = await loadTokenizer(options.model, { modelConfig: options.config });
     const { model } = tokenizer.sp;
     process.stdout.write(JSON.stringify({
@@ -97,6 +99,7 @@ program
       specialTokens: tokenizer.special.ids,
       specialTokenStrings: tokenizer.special.strings,
     }, null, 2) + '\n');
-  });
+  },
+);
 
-void runProgram(program);
+void runCli(cli);

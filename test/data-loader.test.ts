@@ -5,6 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Batch, LoaderConfig, PretrainingLoader } from '../src/data/loader';
 import { Manifest, MANIFEST_FORMAT, MANIFEST_VERSION } from '../src/data/prepare';
+import { HELD_OUT_SELECTION } from '../src/data/held-out';
 import { Random } from '../src/data/random';
 import { ShardWriter, shardFileName } from '../src/data/shard';
 
@@ -13,8 +14,10 @@ process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 const PAD = 0;
 const DOCUMENTS = 240;
 
-// Synthetic shards: document d's tokens are all 100 + d (3 shards of 80 documents).
-function writeDataset(dir: string): void {
+// Synthetic shards: document d's tokens are all 100 + d (3 shards of 80 documents). `heldOut`: the
+// documents (global indices) the manifest marks as held out; `version: 1` writes a manifest of
+// before held-out splits.
+function writeDataset(dir: string, { heldOut = [] as number[], version = MANIFEST_VERSION } = {}): void {
   fs.mkdirSync(dir, { recursive: true });
   const random = new Random(99);
   const shards: Manifest['shards'] = [];
@@ -22,7 +25,7 @@ function writeDataset(dir: string): void {
   let sentences = 0;
   for (let s = 0; s < 3; s++) {
     const file = path.join(dir, shardFileName(s));
-    const writer = new ShardWriter(`${file}.partial`, file, 2, s * 80);
+    const writer = new ShardWriter(file, 2, s * 80);
     for (let d = s * 80; d < (s + 1) * 80; d++) {
       const lengths = Int32Array.from({ length: random.randint(1, 8) }, () => random.randint(1, 40));
       const ids = new Int32Array(lengths.reduce((a, b) => a + b, 0)).fill(100 + d);
@@ -31,16 +34,26 @@ function writeDataset(dir: string): void {
     const header = writer.finish();
     tokens += header.tokens;
     sentences += header.sentences;
-    shards.push({ file: shardFileName(s), documents: header.documents, sentences: header.sentences, tokens: header.tokens, firstDocument: header.firstDocument, bytes: fs.statSync(file).size, sha256: `${s}`.repeat(64) });
+    shards.push({ file: shardFileName(s), documents: header.documents, sentences: header.sentences, tokens: header.tokens, firstDocument: header.firstDocument, bytes: fs.statSync(file).size, sha256: `${s}`.repeat(64), heldOutDocuments: heldOut.filter((d) => d >= s * 80 && d < (s + 1) * 80).map((d) => d - s * 80) });
   }
   const manifest = {
     format: MANIFEST_FORMAT,
     formatVersion: MANIFEST_VERSION,
     tokenizer: { file: 'tokenizer/spm.model', sha256: 'f'.repeat(64), pieces: 8000, vocabSize: 8001, tokenWidth: 2, specialTokens: { pad: PAD, cls: 1, sep: 2, unk: 3, mask: 8000 }, specialTokenStrings: { pad: '[PAD]', cls: '[CLS]', sep: '[SEP]', unk: '[UNK]', mask: '[MASK]' } },
     settings: { inputs: [], docsPerLine: false, maxLineChars: 100000, locale: 'fr', shardChars: 1, tokenizerSha256: 'f'.repeat(64) },
-    counts: { files: 1, emptyFiles: 0, inputBytes: 0, documents: DOCUMENTS, emptyDocuments: 0, invalidUtf8Replacements: 0, filesWithInvalidUtf8: 0, longLineSplits: 0, sentences, tokens, shards: 3, shardsReused: 0 },
+    heldOut: { fraction: heldOut.length / DOCUMENTS, selection: HELD_OUT_SELECTION },
+    counts: { files: 1, emptyFiles: 0, inputBytes: 0, documents: DOCUMENTS, emptyDocuments: 0, invalidUtf8Replacements: 0, filesWithInvalidUtf8: 0, longLineSplits: 0, sentences, tokens, shards: 3, shardsReused: 0, heldOutDocuments: heldOut.length },
     shards,
   } satisfies Manifest;
+  if (version === 1) {
+    // What prepare wrote before held-out splits existed.
+    const old: Record<string, unknown> = { ...manifest, formatVersion: 1, counts: { ...manifest.counts } };
+    delete old.heldOut;
+    delete (old.counts as Record<string, unknown>).heldOutDocuments;
+    old.shards = shards.map(({ heldOutDocuments: _, ...rest }) => rest);
+    fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(old));
+    return;
+  }
   fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
 }
 
@@ -120,6 +133,50 @@ test('a loader resumed from its state delivers exactly the batches of an uninter
     assert.throws(() => PretrainingLoader.open(config({ examples, rank: 0, worldSize: 2 }), state), /cannot resume the data loader: rank 1\/2 vs 0\/2/);
     assert.throws(() => PretrainingLoader.open(config({ examples: { ...examples, maxSeqLength: 32 }, rank: 1, worldSize: 2 }), state), /data or example settings changed/);
   }
+});
+
+function documentsOfEpoch(loader: PretrainingLoader, epoch = 0): Set<number> {
+  const documents = new Set<number>();
+  for (let batch = loader.next(); batch.epoch <= epoch; batch = loader.next()) {
+    if (batch.epoch === epoch) documentsOf(batch).forEach((d) => documents.add(d));
+  }
+  return documents;
+}
+
+test('splits: train never yields a held-out document, held-out only those; together they cover the corpus', () => {
+  const heldOut = [0, 7, 79, 80, 150, 239];
+  const dir = path.join(tmp, 'held-out');
+  writeDataset(dir, { heldOut });
+  for (const worldSize of [1, 2]) {
+    const train = new Set<number>();
+    const held = new Set<number>();
+    for (let rank = 0; rank < worldSize; rank++) {
+      documentsOfEpoch(PretrainingLoader.open(config({ dataDir: dir, rank, worldSize, batchSize: 1 }))).forEach((d) => train.add(d));
+      documentsOfEpoch(PretrainingLoader.open(config({ dataDir: dir, rank, worldSize, batchSize: 1, split: 'held-out' }))).forEach((d) => held.add(d));
+    }
+    assert.equal([...held].sort((a, b) => a - b), heldOut, `world size ${worldSize}`);
+    assert.is(train.size, DOCUMENTS - heldOut.length);
+    for (const d of heldOut) assert.not.ok(train.has(d), `held-out document ${d} in the train split`);
+  }
+  // A position in one split is no position in the other.
+  const state = PretrainingLoader.open(config({ dataDir: dir })).state();
+  assert.throws(() => PretrainingLoader.open(config({ dataDir: dir, split: 'held-out' }), state), /data or example settings changed/);
+});
+
+test('a manifest of before held-out splits (version 1) loads: all documents train, held-out is a clear error', () => {
+  const dir = path.join(tmp, 'version-1');
+  writeDataset(dir, { version: 1 });
+  assert.is(JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8')).formatVersion, 1);
+  const loader = PretrainingLoader.open(config({ dataDir: dir, batchSize: 1 }));
+  assert.is(loader.manifest.counts.heldOutDocuments, 0);
+  assert.is(documentsOfEpoch(loader).size, DOCUMENTS);
+  // The train split of data with nothing held out is the stream it always was.
+  const take = (directory: string) => {
+    const stream = PretrainingLoader.open(config({ dataDir: directory }));
+    return Array.from({ length: 20 }, () => Array.from(stream.next().inputIds).join(','));
+  };
+  assert.equal(take(dir), take(dataDir));
+  assert.throws(() => PretrainingLoader.open(config({ dataDir: dir, split: 'held-out' })), /version-1 has no held-out documents/);
 });
 
 test.run();

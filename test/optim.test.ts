@@ -1,9 +1,10 @@
 // AdamW against torch.optim.AdamW on the same parameters, loss and parameter groups.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { arange, tidy, keep, dispose, Tensor, linear } from '../src/tensor';
+import { arange, tidy, keep, dispose, Tensor, linear, liveTensorCount } from '../src/tensor';
 import { AdamW, isBiasOrLayerNorm } from '../src/optim';
 import { runPython } from './helpers/python';
+import { makeParameters, backwardStep, checkStateRoundTrip } from './helpers/optim-fixture';
 
 const PYTHON = `
 import json, torch
@@ -47,6 +48,43 @@ test('biases and LayerNorm parameters are exempt from weight decay by default', 
   assert.ok(isBiasOrLayerNorm('embeddings.LayerNorm.weight'));
   assert.ok(isBiasOrLayerNorm('lm_head.layer_norm.weight'));
   assert.not.ok(isBiasOrLayerNorm('encoder.layer.0.output.dense.weight'));
+});
+
+test('AdamW state round-trips: resumed training is bitwise identical', () => {
+  checkStateRoundTrip((named) => new AdamW(named, { lr: 1e-2, betas: [0.878, 0.974], eps: 1e-6, weightDecay: 0.01 }),
+    (step) => 1e-2 * (step + 1) / 6);
+});
+
+test('AdamW stepCount counts completed steps; state keys name every parameter', () => {
+  const named = makeParameters();
+  const optimizer = new AdamW(named, { lr: 1e-2 });
+  assert.is(optimizer.stepCount, 0);
+  backwardStep(named, 0);
+  optimizer.step(1e-2);
+  optimizer.step(1e-2);
+  assert.is(optimizer.stepCount, 2);
+  assert.equal([...optimizer.stateTensors().keys()], [
+    'exp_avg/dense.weight', 'exp_avg/dense.bias', 'exp_avg/LayerNorm.weight',
+    'exp_avg_sq/dense.weight', 'exp_avg_sq/dense.bias', 'exp_avg_sq/LayerNorm.weight',
+    'step/dense.weight', 'step/dense.bias', 'step/LayerNorm.weight', 'step_count']);
+  assert.throws(() => optimizer.loadState(optimizer.stateTensors(), { optimizer: 'Lamb', stepCount: 2 }), /'optimizer' is "Lamb", expected 'AdamW'/);
+  optimizer.dispose();
+  dispose(named.map(([, p]) => p));
+});
+
+test('AdamW leaks no tensor over 300 steps', () => {
+  const named = makeParameters();
+  const optimizer = new AdamW(named, { lr: 1e-2, weightDecay: 0.01 });
+  let baseline = 0;
+  for (let step = 0; step < 300; step++) {
+    if (step === 2) baseline = liveTensorCount();
+    optimizer.zeroGrad();
+    backwardStep(named, step);
+    optimizer.step(1e-2);
+  }
+  assert.is(liveTensorCount(), baseline);
+  optimizer.dispose();
+  dispose(named.map(([, p]) => p));
 });
 
 test.run();

@@ -6,7 +6,7 @@ import * as path from 'path';
 import { ChildProcess, spawn, spawnSync } from 'child_process';
 import { trainTokenizer } from '../src/tokenizer/train';
 import { Manifest } from '../src/data/prepare';
-import { readShard } from '../src/data/shard';
+import { isUnfinishedShardFile, readShard } from '../src/data/shard';
 import { repoRoot, runPython, pythonScript } from './helpers/python';
 
 const corpusDir = path.join(repoRoot, '..', 'shared', 'data', 'fr-roman19');
@@ -130,7 +130,7 @@ test('interrupted by SIGINT, then SIGKILL, then run again: byte-identical shards
   const clean = readManifestAt(cleanDir);
   assert.ok(resumed.counts.shardsReused >= kept + 3, `${resumed.counts.shardsReused} shards reused`);
   assert.equal(resumed.counts.tokens, clean.counts.tokens);
-  assert.is(fs.readdirSync(dir).filter((name) => name.endsWith('.partial')).length, 0);
+  assert.equal(fs.readdirSync(dir).filter((name) => isUnfinishedShardFile(name)), []);
   for (const entry of clean.shards) {
     assert.ok(fs.readFileSync(path.join(dir, entry.file)).equals(fs.readFileSync(path.join(cleanDir, entry.file))), entry.file);
   }

@@ -10,9 +10,12 @@
 // with that state rebuilds epoch `epoch` and skips the examples already delivered (building examples
 // from token ids is cheap; nothing is tokenized again), so a resumed run sees exactly the batches an
 // uninterrupted run would. Memory: one shard at a time plus the shuffle buffer.
+//
+// Split: 'train' reads every document but the ones prepare held out (manifest.json lists them per
+// shard), 'held-out' reads only those; the order and rank rules above apply within the split.
 import { join } from 'path';
 import { ExampleConfig, Example, ExampleBuilder, createExampleBuilder } from './examples';
-import { Manifest, readManifest } from './prepare';
+import { Manifest, checkShardFiles, readManifest } from './manifest';
 import { Random } from './random';
 import { Shard, readShard } from './shard';
 
@@ -26,7 +29,11 @@ export interface LoaderConfig {
   worldSize?: number;
   /** examples held for shuffling (0: no shuffling) */
   shuffleBuffer?: number;
+  /** which documents: the training ones (default) or the ones prepare held out */
+  split?: LoaderSplit;
 }
+
+export type LoaderSplit = 'train' | 'held-out';
 
 export interface Batch {
   /** [batchSize, seqLength], row-major */
@@ -51,13 +58,35 @@ export interface LoaderState {
   fingerprint: string;
 }
 
-function fingerprintOf(manifest: Manifest, config: LoaderConfig): string {
+function fingerprintOf(manifest: Manifest, config: LoaderConfig, split: LoaderSplit): string {
   const shards = manifest.shards.map((shard) => shard.sha256.slice(0, 16)).join(',');
-  return JSON.stringify({ tokenizer: manifest.tokenizer.sha256.slice(0, 16), shards, examples: config.examples, shuffle: config.shuffleBuffer ?? 10_000 });
+  const heldOut = `${manifest.heldOut.selection}:${manifest.heldOut.fraction}:${manifest.counts.heldOutDocuments}`;
+  return JSON.stringify({ tokenizer: manifest.tokenizer.sha256.slice(0, 16), shards, split, heldOut, examples: config.examples, shuffle: config.shuffleBuffer ?? 10_000 });
+}
+
+/** The documents of a shard in `split`: their count, and (when not all of them) their indices. */
+function splitOfShard(entry: Manifest['shards'][number], split: LoaderSplit): { count: number; members?: () => Uint32Array } {
+  const heldOut = entry.heldOutDocuments;
+  if (split === 'held-out') return { count: heldOut.length, members: () => Uint32Array.from(heldOut) };
+  if (heldOut.length === 0) return { count: entry.documents };
+  return {
+    count: entry.documents - heldOut.length,
+    members: () => {
+      const out = new Uint32Array(entry.documents - heldOut.length);
+      let next = 0;
+      let written = 0;
+      for (let document = 0; document < entry.documents; document++) {
+        if (next < heldOut.length && heldOut[next] === document) next += 1;
+        else out[written++] = document;
+      }
+      return out;
+    },
+  };
 }
 
 export class PretrainingLoader {
   readonly manifest: Manifest;
+  readonly split: LoaderSplit;
   private readonly rank: number;
   private readonly worldSize: number;
   private readonly shuffleSize: number;
@@ -69,14 +98,21 @@ export class PretrainingLoader {
 
   private constructor(private readonly config: LoaderConfig, state?: LoaderState) {
     this.manifest = readManifest(config.dataDir);
+    // The stream is indexed by the manifest's counts: they must be the files' (64 bytes a shard).
+    checkShardFiles(config.dataDir, this.manifest);
     this.rank = config.rank ?? 0;
     this.worldSize = config.worldSize ?? 1;
     if (!(this.rank >= 0 && this.rank < this.worldSize)) throw new Error(`rank ${this.rank} outside worldSize ${this.worldSize}`);
     if (!(config.batchSize >= 1)) throw new Error('batchSize must be >= 1');
     if (config.examples.maxSeqLength > 0 && this.manifest.counts.tokens === 0) throw new Error(`${config.dataDir} holds no tokens`);
+    this.split = config.split ?? 'train';
+    if (this.split !== 'train' && this.split !== 'held-out') throw new Error(`split must be 'train' or 'held-out', got ${JSON.stringify(this.split)}`);
+    if (this.split === 'held-out' && this.manifest.counts.heldOutDocuments === 0) {
+      throw new Error(`${config.dataDir} has no held-out documents (prepared with a held-out fraction of ${this.manifest.heldOut.fraction}); prepare it with --held-out-fraction > 0 or evaluate on other data`);
+    }
     this.shuffleSize = config.shuffleBuffer ?? 10_000;
     this.padId = this.manifest.tokenizer.specialTokens.pad;
-    this.fingerprint = fingerprintOf(this.manifest, config);
+    this.fingerprint = fingerprintOf(this.manifest, config, this.split);
     if (state) {
       const problems: string[] = [];
       if (state.fingerprint !== this.fingerprint) problems.push('the data or example settings changed');
@@ -161,7 +197,7 @@ export class PretrainingLoader {
       }
     }.bind(this);
     for (const shardIndex of shardOrder) {
-      const shardDocuments = this.manifest.shards[shardIndex].documents;
+      const { count: shardDocuments, members } = splitOfShard(this.manifest.shards[shardIndex], this.split);
       // The document order is drawn for every shard, whether or not this rank reads it, so all
       // ranks agree on which documents are whose.
       const documentOrder = orderRandom.permutation(shardDocuments);
@@ -169,8 +205,9 @@ export class PretrainingLoader {
       documentCounter += shardDocuments;
       if (first >= shardDocuments) continue;
       const shard: Shard = readShard(join(this.config.dataDir, this.manifest.shards[shardIndex].file));
+      const documents = members?.();
       for (let k = first; k < shardDocuments; k += this.worldSize) {
-        const document = documentOrder[k];
+        const document = documents ? documents[documentOrder[k]] : documentOrder[k];
         const sentences = [];
         for (let s = shard.documentStarts[document]; s < shard.documentStarts[document + 1]; s++) {
           sentences.push(shard.tokens.subarray(shard.sentenceStarts[s], shard.sentenceStarts[s + 1]));

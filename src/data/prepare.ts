@@ -5,17 +5,20 @@
 // skips them without tokenizing. Documents are tokenized in worker threads, in units of about 1 MB,
 // and written strictly in corpus order: the output depends only on the inputs, the tokenizer and the
 // settings, never on timing or thread count.
-import { createHash } from 'crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'fs';
 import { join } from 'path';
-import { SentencePieceBackend, loadTokenizer } from '../tokenizer/index';
-import { CorpusStats, emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
-import { ShardHeader, ShardWriter, readShardHeader, shardFileName, tokenWidthFor } from './shard';
+import { LoadedTokenizer, SentencePieceBackend, loadTokenizer } from '../tokenizer/index';
+import { emptyCorpusStats, listCorpusFiles, readCorpus } from './corpus';
+import { ShardHeader, ShardWriter, isUnfinishedShardFile, readShardHeader, shardFileName, tokenWidthFor } from './shard';
 import { TokenizePool } from './worker-pool';
+import { writeFileAtomicSyncFrom } from '../io/atomic';
+import { lockDirectory } from './output-lock';
+import { DEFAULT_HELD_OUT_FRACTION, HELD_OUT_SELECTION, HeldOutSelector, heldOutPerShard } from './held-out';
 import type { TokenizeResult } from './tokenize-worker';
+import { MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, PrepareSettings, ShardEntry, sha256File } from './manifest';
 
-export const MANIFEST_FORMAT = 'camemberta-shards';
-export const MANIFEST_VERSION = 1;
+export { MANIFEST_FORMAT, MANIFEST_VERSION, ManifestError, readManifest } from './manifest';
+export type { Manifest, PrepareSettings, ShardEntry } from './manifest';
 
 export interface PrepareOptions {
   inputs: string[];
@@ -34,6 +37,9 @@ export interface PrepareOptions {
   /** SentencePiece backend (default: $CAMEMBERTA_SENTENCEPIECE, else native when built, else wasm);
    *  both give the same ids on all of fr-roman19 (docs/DATA.md) */
   tokenizerBackend?: SentencePieceBackend;
+  /** share of the documents held out for evaluation, chosen from their index in the input
+   *  stream (default 0.01; 0: none). Recorded in the manifest only: it changes no shard. */
+  heldOutFraction?: number;
   /** delete shards made with other settings instead of refusing */
   overwrite?: boolean;
   onWarning?: (message: string) => void;
@@ -45,67 +51,18 @@ export interface PrepareOptions {
   onShardWritten?: (index: number) => void;
 }
 
-export interface ShardEntry {
-  file: string;
-  documents: number;
-  sentences: number;
-  tokens: number;
-  firstDocument: number;
-  bytes: number;
-  sha256: string;
-}
-
-export interface Manifest {
-  format: string;
-  formatVersion: number;
-  tokenizer: {
-    file: string;
-    sha256: string;
-    pieces: number;
-    vocabSize: number;
-    tokenWidth: 2 | 4;
-    specialTokens: { pad: number; cls: number; sep: number; unk: number; mask: number };
-    specialTokenStrings: { pad: string; cls: string; sep: string; unk: string; mask: string };
-  };
-  settings: PrepareSettings;
-  counts: CorpusStats & { sentences: number; tokens: number; shards: number; shardsReused: number };
-  shards: ShardEntry[];
-}
-
-export interface PrepareSettings {
-  inputs: { path: string; bytes: number; mtimeMs: number }[];
-  docsPerLine: boolean;
-  maxLineChars: number;
-  locale: string;
-  shardChars: number;
-  tokenizerSha256: string;
-}
-
 export class PrepareError extends Error {}
 
 const SETTINGS_FILE = 'prepare-settings.json';
 const UNIT_CHARS = 1 << 20;
 
 function writeJsonAtomically(path: string, value: unknown): void {
-  const temporary = `${path}.partial`;
-  writeFileSync(temporary, JSON.stringify(value, null, 2) + '\n');
-  renameSync(temporary, path);
-}
-
-function sha256File(path: string): string {
-  // In 8 MB pieces: a shard can be larger than is worth holding in memory.
-  const hash = createHash('sha256');
-  const buffer = Buffer.alloc(8 << 20);
-  const fd = openSync(path, 'r');
-  try {
-    for (let read = readSync(fd, buffer); read > 0; read = readSync(fd, buffer)) hash.update(buffer.subarray(0, read));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
+  writeFileAtomicSyncFrom(path, JSON.stringify(value, null, 2) + '\n');
 }
 
 export async function prepare(options: PrepareOptions): Promise<Manifest> {
+  const heldOutFraction = options.heldOutFraction ?? DEFAULT_HELD_OUT_FRACTION;
+  const heldOutSelector = new HeldOutSelector(heldOutFraction);
   const files = listCorpusFiles(options.inputs);
   const tokenizer = await loadTokenizer(options.tokenizerPath, { backend: options.tokenizerBackend });
   const tokenWidth = tokenWidthFor(tokenizer.vocabSize);
@@ -123,6 +80,28 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
 
   const out = options.outputDir;
   mkdirSync(out, { recursive: true });
+  // Everything below deletes or replaces files in `out`: one run at a time.
+  const lock = lockDirectory(out, 'prepare');
+  try {
+    return await prepareLocked(options, { files, tokenizer, tokenWidth, settings, heldOutFraction, heldOutSelector, out });
+  } finally {
+    lock.release();
+  }
+}
+
+/** What prepare settles before it takes the output directory's lock. */
+interface PrepareRun {
+  files: string[];
+  tokenizer: LoadedTokenizer;
+  tokenWidth: 2 | 4;
+  settings: PrepareSettings;
+  heldOutFraction: number;
+  heldOutSelector: HeldOutSelector;
+  out: string;
+}
+
+async function prepareLocked(options: PrepareOptions, run: PrepareRun): Promise<Manifest> {
+  const { files, tokenizer, tokenWidth, settings, heldOutFraction, heldOutSelector, out } = run;
   const settingsPath = join(out, SETTINGS_FILE);
   if (existsSync(settingsPath)) {
     const previous = readFileSync(settingsPath, 'utf8');
@@ -131,12 +110,12 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
         throw new PrepareError(`${out} holds shards prepared with other inputs, tokenizer or settings (${SETTINGS_FILE} differs); use another --output or --overwrite`);
       }
       for (const name of readdirSync(out)) {
-        if (/^shard-\d+\.bin(\.partial)?$/.test(name) || name === 'manifest.json') rmSync(join(out, name));
+        if (/^shard-\d+\.bin$/.test(name) || isUnfinishedShardFile(name) || name === 'manifest.json') rmSync(join(out, name));
       }
     }
   }
   // A shard left half-written by a killed run is rewritten from scratch.
-  for (const name of readdirSync(out)) if (name.endsWith('.partial')) rmSync(join(out, name));
+  for (const name of readdirSync(out)) if (isUnfinishedShardFile(name)) rmSync(join(out, name));
   writeJsonAtomically(settingsPath, settings);
   const manifestPath = join(out, 'manifest.json');
   if (existsSync(manifestPath)) rmSync(manifestPath);
@@ -162,7 +141,7 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
     }
     const result = await item.result;
     // Items drain in order, so the previous shard's 'finish' has closed its writer by now.
-    writer ??= new ShardWriter(join(out, `${shardFileName(item.shard)}.partial`), join(out, shardFileName(item.shard)), tokenWidth, item.firstDocument);
+    writer ??= new ShardWriter(join(out, shardFileName(item.shard)), tokenWidth, item.firstDocument);
     writer.append(result.tokens, result.sentenceLengths, result.documentSentences);
     options.onTokens?.(result.tokens.length);
   };
@@ -200,6 +179,7 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
       onBytes: options.onBytes,
     })) {
       if (shardChars === 0) firstDocumentOfShard = document.index;
+      heldOutSelector.consider(document.index);
       let chars = 0;
       for (const line of document.lines) chars += line.length;
       shardChars += chars;
@@ -238,12 +218,15 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
       firstDocument: header.firstDocument,
       bytes: statSync(path).size,
       sha256: sha256File(path),
+      heldOutDocuments: [],
     });
   }
   const documentsInShards = entries.reduce((sum, entry) => sum + entry.documents, 0);
   if (documentsInShards !== stats.documents) {
     throw new PrepareError(`the shards in ${out} hold ${documentsInShards} documents but the corpus has ${stats.documents}; rerun with --overwrite`);
   }
+  const heldOut = heldOutSelector.finish(stats.documents);
+  heldOutPerShard(heldOut, entries).forEach((local, index) => { entries[index].heldOutDocuments = local; });
   const manifest: Manifest = {
     format: MANIFEST_FORMAT,
     formatVersion: MANIFEST_VERSION,
@@ -257,25 +240,17 @@ export async function prepare(options: PrepareOptions): Promise<Manifest> {
       specialTokenStrings: { ...tokenizer.special.strings },
     },
     settings,
+    heldOut: { fraction: heldOutFraction, selection: HELD_OUT_SELECTION },
     counts: {
       ...stats,
       sentences: entries.reduce((sum, entry) => sum + entry.sentences, 0),
       tokens: entries.reduce((sum, entry) => sum + entry.tokens, 0),
       shards: entries.length,
       shardsReused: reused.size,
+      heldOutDocuments: heldOut.length,
     },
     shards: entries,
   };
   writeJsonAtomically(manifestPath, manifest);
-  return manifest;
-}
-
-export function readManifest(dir: string): Manifest {
-  const path = join(dir, 'manifest.json');
-  if (!existsSync(path)) throw new Error(`${path} does not exist: run prepare first (or let it finish)`);
-  const manifest = JSON.parse(readFileSync(path, 'utf8')) as Manifest;
-  if (manifest.format !== MANIFEST_FORMAT || manifest.formatVersion !== MANIFEST_VERSION) {
-    throw new Error(`${path}: unsupported format ${manifest.format} v${manifest.formatVersion}`);
-  }
   return manifest;
 }

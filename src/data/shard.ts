@@ -12,9 +12,11 @@
 //   64     T token ids, then zero padding to a multiple of 8 bytes
 //          S + 1 uint32: token offset where each sentence starts (the last is T)
 //          D + 1 uint32: sentence offset where each document starts (the last is S)
-// Tokens are written as they arrive; the index and header are written at the end, into a temporary
-// file that is renamed to its final name only once complete, so a shard that exists is whole.
-import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, writeSync } from 'fs';
+// Tokens are written as they arrive into a uniquely named temporary file beside the shard; the index
+// and header are written at the end and the file is put in place by io/atomic (flushed, renamed,
+// directory flushed), so a shard that exists is whole.
+import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'fs';
+import { replaceFileAtomicSync, temporarySibling } from '../io/atomic';
 
 export const SHARD_MAGIC = 'CBTSHRD1';
 export const SHARD_HEADER_BYTES = 64;
@@ -29,6 +31,11 @@ export interface ShardHeader {
 
 export function shardFileName(index: number): string {
   return `shard-${String(index).padStart(5, '0')}.bin`;
+}
+
+/** Leftovers of a shard write that a killed run did not finish (temporary names of io/atomic). */
+export function isUnfinishedShardFile(name: string): boolean {
+  return /^\.shard-\d+\.bin\.(staging|tmp)-[0-9a-f]+$/.test(name) || /^shard-\d+\.bin\.partial$/.test(name);
 }
 
 export function tokenWidthFor(vocabSize: number): 2 | 4 {
@@ -86,21 +93,59 @@ export interface Shard {
   documentStarts: Uint32Array;
 }
 
+/** File size of a shard with this header: header, padded tokens, then the two uint32 indexes. */
+export function shardBytesFor(header: ShardHeader): number {
+  return SHARD_HEADER_BYTES + paddedTokenBytes(header.tokens, header.tokenWidth) + 4 * (header.sentences + 1) + 4 * (header.documents + 1);
+}
+
+// readSync takes at most 2^31 - 1 bytes per call; shards can be larger than that.
+const READ_CHUNK_BYTES = 1 << 30;
+
+function readFully(fd: number, into: Uint8Array, position: number, path: string): void {
+  for (let done = 0; done < into.byteLength; ) {
+    const length = Math.min(READ_CHUNK_BYTES, into.byteLength - done);
+    const read = readSync(fd, into, done, length, position + done);
+    if (read === 0) throw new Error(`${path}: ended after ${position + done} bytes while reading`);
+    done += read;
+  }
+}
+
+/** Offsets must start at 0, never decrease, and end at `last`: else the index is corrupt. */
+function checkOffsets(offsets: Uint32Array, last: number, what: string, path: string): void {
+  if (offsets[0] !== 0 || offsets[offsets.length - 1] !== last) throw new Error(`${path}: the ${what} index does not span 0..${last}`);
+  for (let i = 1; i < offsets.length; i++) {
+    if (offsets[i] < offsets[i - 1]) throw new Error(`${path}: the ${what} index decreases at entry ${i}`);
+  }
+}
+
+/**
+ * Reads a whole shard through a file descriptor, straight into the arrays it returns (no copy
+ * of the file in between, any size). The header is checked against the file size before
+ * anything is allocated, and the two indexes against the counts.
+ */
 export function readShard(path: string): Shard {
-  const bytes = readFileSync(path);
-  const header = decodeHeader(bytes, path);
-  const tokenBytes = paddedTokenBytes(header.tokens, header.tokenWidth);
-  const expected = SHARD_HEADER_BYTES + tokenBytes + 4 * (header.sentences + 1) + 4 * (header.documents + 1);
-  if (bytes.length !== expected) throw new Error(`${path}: ${bytes.length} bytes, the header implies ${expected}`);
-  // Copy into aligned, owned arrays (a Buffer from readFileSync may sit at any offset of a pool).
-  const aligned = new Uint8Array(bytes.length);
-  aligned.set(bytes);
-  const tokens = header.tokenWidth === 2
-    ? new Uint16Array(aligned.buffer, SHARD_HEADER_BYTES, header.tokens)
-    : new Int32Array(aligned.buffer, SHARD_HEADER_BYTES, header.tokens);
-  const sentenceStarts = new Uint32Array(aligned.buffer, SHARD_HEADER_BYTES + tokenBytes, header.sentences + 1);
-  const documentStarts = new Uint32Array(aligned.buffer, SHARD_HEADER_BYTES + tokenBytes + 4 * (header.sentences + 1), header.documents + 1);
-  return { header, tokens, sentenceStarts, documentStarts };
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(SHARD_HEADER_BYTES);
+    const headRead = readSync(fd, head, 0, SHARD_HEADER_BYTES, 0);
+    const header = decodeHeader(head.subarray(0, headRead), path);
+    const size = fstatSync(fd).size;
+    const expected = shardBytesFor(header);
+    if (size !== expected) throw new Error(`${path}: ${size} bytes, the header implies ${expected}`);
+    const body = new Uint8Array(size - SHARD_HEADER_BYTES);
+    readFully(fd, body, SHARD_HEADER_BYTES, path);
+    const tokenBytes = paddedTokenBytes(header.tokens, header.tokenWidth);
+    const tokens = header.tokenWidth === 2
+      ? new Uint16Array(body.buffer, 0, header.tokens)
+      : new Int32Array(body.buffer, 0, header.tokens);
+    const sentenceStarts = new Uint32Array(body.buffer, tokenBytes, header.sentences + 1);
+    const documentStarts = new Uint32Array(body.buffer, tokenBytes + 4 * (header.sentences + 1), header.documents + 1);
+    checkOffsets(sentenceStarts, header.tokens, 'sentence', path);
+    checkOffsets(documentStarts, header.sentences, 'document', path);
+    return { header, tokens, sentenceStarts, documentStarts };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export class ShardWriter {
@@ -110,13 +155,16 @@ export class ShardWriter {
   private readonly sentenceStarts: number[] = [0];
   private readonly documentStarts: number[] = [0];
 
+  private readonly temporaryPath: string;
+  private open = true;
+
   constructor(
-    private readonly temporaryPath: string,
     private readonly finalPath: string,
     private readonly tokenWidth: 2 | 4,
     private readonly firstDocument: number,
   ) {
-    this.fd = openSync(temporaryPath, 'w');
+    this.temporaryPath = temporarySibling(finalPath, 'staging');
+    this.fd = openSync(this.temporaryPath, 'wx', 0o644);
   }
 
   get tokenCount(): number {
@@ -164,18 +212,22 @@ export class ShardWriter {
       firstDocument: this.firstDocument,
     };
     writeSync(this.fd, encodeHeader(header), 0, SHARD_HEADER_BYTES, 0);
-    fsyncSync(this.fd);
-    closeSync(this.fd);
-    renameSync(this.temporaryPath, this.finalPath);
+    this.close();
+    // The file is complete: the helper's temporary name is where it flushes and renames it from.
+    replaceFileAtomicSync(this.finalPath, (temporary) => renameSync(this.temporaryPath, temporary));
     return header;
   }
 
+  /** Closes and removes the unfinished file. */
   abandon(): void {
-    try {
-      closeSync(this.fd);
-    } catch {
-      // already closed
-    }
+    this.close();
+    rmSync(this.temporaryPath, { force: true });
+  }
+
+  private close(): void {
+    if (!this.open) return;
+    this.open = false;
+    closeSync(this.fd);
   }
 
   private write(bytes: Uint8Array): void {

@@ -2,7 +2,6 @@
 // pytorch_model.bin), interchangeable with transformers' save_pretrained / from_pretrained.
 import * as fs from 'fs';
 import * as path from 'path';
-import * as crypto from 'crypto';
 import { Tensor, DType, saveTensors, loadTensors, fromBytes, dispose } from '../tensor';
 import { describeResult, LoadStateDictResult, StateDictError } from '../nn';
 import { PreTrainedModule, ModelConfig, ModelInitOptions } from '../models/pretrained-module';
@@ -11,9 +10,10 @@ import { parseDebertaConfig, debertaConfigToJson, DebertaV2Config } from '../mod
 import { parseRobertaConfig, robertaConfigToJson, RobertaConfig } from '../models/roberta/config';
 import { readJsonFile, ConfigError } from '../models/config-json';
 import {
-  SafetensorsDtype, SafetensorsTensor, readSafetensors, readShardedSafetensors, writeSafetensors,
+  SafetensorsDtype, SafetensorsSource, SafetensorsTensor, iterateSafetensors, iterateShardedSafetensors, writeSafetensors,
   SINGLE_FILE_NAME, SHARDED_INDEX_NAME,
 } from './safetensors';
+import { updateDirectoryAtomicSync } from './atomic';
 
 export const CONFIG_NAME = 'config.json';
 export const SAFETENSORS_NAME = SINGLE_FILE_NAME;
@@ -44,6 +44,16 @@ export function toSafetensorsEntry(t: Tensor, name = '<tensor>'): SafetensorsTen
   }
 }
 
+/**
+ * A tensor as a writer source whose bytes are copied out only when the writer reaches it, so a
+ * checkpoint larger than memory allows twice (model + optimizer state) still saves.
+ */
+export function toSafetensorsSource(t: Tensor, name = '<tensor>'): SafetensorsSource {
+  const dtype = TO_SAFETENSORS[t.dtype as DType];
+  if (!dtype) throw new Error(`${name}: dtype ${t.dtype} has no safetensors equivalent`);
+  return { dtype, shape: t.shape, data: () => toSafetensorsEntry(t, name).data };
+}
+
 /** A safetensors entry as a CPU tensor of the same dtype. */
 export function fromSafetensorsEntry(entry: SafetensorsTensor, name = '<tensor>', source = '<safetensors>'): Tensor {
   const dtype = FROM_SAFETENSORS[entry.dtype];
@@ -69,25 +79,23 @@ export function checkpointTensors(model: PreTrainedModule): Map<string, Tensor> 
 }
 
 /**
- * Writes config.json and the weights (model.safetensors, pytorch_model.bin, or both) into dir.
- * Everything is first written into a staging directory next to dir. A new dir then appears in
- * one rename; an existing one gets each file by rename, weights first and config.json last, and
- * loses the weight files of the formats not written (so no stale weights are left behind).
- * A crash leaves either the old files or the new ones, plus at worst a stray staging directory.
+ * Writes config.json and the weights (model.safetensors, pytorch_model.bin, or both) into dir
+ * through updateDirectoryAtomicSync: everything is staged and flushed beside dir, a new dir
+ * appears in one rename, an existing one gets each file by rename (weights first, config.json
+ * last) and loses the weight files of the formats not written, so no stale weights are left
+ * behind. Other files in dir (tokenizer files) are kept. Concurrent saves into one directory
+ * never fail on each other and leave only complete files.
  */
 export function savePretrained(model: PreTrainedModule, dir: string, options: { format?: SaveFormat } = {}): void {
   const format = options.format ?? 'safetensors';
   if (!['safetensors', 'bin', 'both'].includes(format)) throw new Error(`savePretrained: format must be 'safetensors', 'bin' or 'both', got ${JSON.stringify(format)}`);
   const target = path.resolve(dir);
   if (fs.existsSync(target) && !fs.statSync(target).isDirectory()) throw new Error(`savePretrained: ${target} exists and is not a directory`);
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  const staging = path.join(path.dirname(target), `.${path.basename(target)}.staging-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
-  fs.mkdirSync(staging);
-  try {
+  const written: string[] = [];
+  updateDirectoryAtomicSync(target, (staging) => {
     const tensors = checkpointTensors(model);
-    const written: string[] = [];
     if (format === 'safetensors' || format === 'both') {
-      const entries = new Map([...tensors].map(([key, t]) => [key, toSafetensorsEntry(t, key)] as const));
+      const entries = new Map([...tensors].map(([key, t]) => [key, toSafetensorsSource(t, key)] as const));
       writeSafetensors(path.join(staging, SAFETENSORS_NAME), entries, { format: 'pt' });
       written.push(SAFETENSORS_NAME);
     }
@@ -98,30 +106,14 @@ export function savePretrained(model: PreTrainedModule, dir: string, options: { 
     const json = configToJson(model.config, model.architecture);
     fs.writeFileSync(path.join(staging, CONFIG_NAME), `${JSON.stringify(json, null, 2)}\n`);
     written.push(CONFIG_NAME);
-    for (const name of written) fsyncFile(path.join(staging, name));
-
-    if (!fs.existsSync(target)) {
-      fs.renameSync(staging, target);
-      return;
-    }
-    for (const stale of [SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, PYTORCH_NAME, PYTORCH_INDEX_NAME]) {
-      if (!written.includes(stale)) removeWeights(target, stale);
-    }
-    for (const name of written) fs.renameSync(path.join(staging, name), path.join(target, name));
-    fs.rmSync(staging, { recursive: true, force: true });
-  } catch (error) {
-    fs.rmSync(staging, { recursive: true, force: true });
-    throw error;
-  }
-}
-
-function fsyncFile(file: string): void {
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+    return written;
+  }, {
+    beforeMerge: (existing) => {
+      for (const stale of [SAFETENSORS_NAME, SAFETENSORS_INDEX_NAME, PYTORCH_NAME, PYTORCH_INDEX_NAME]) {
+        if (!written.includes(stale)) removeWeights(existing, stale);
+      }
+    },
+  });
 }
 
 /** Removes a weight file, or an index and the shards it lists. */
@@ -153,21 +145,20 @@ export function readConfig(dir: string): ModelConfig {
   throw new ConfigError(file, [{ key: 'model_type', message: `must be "deberta-v2" or "roberta", got ${JSON.stringify(modelType)}` }]);
 }
 
-/** Every tensor of the checkpoint in dir: safetensors preferred, then pytorch_model.bin (single or sharded). */
+/**
+ * Every tensor of the checkpoint in dir: safetensors preferred, then pytorch_model.bin (single or
+ * sharded). Tensors are made one at a time (one tensor's bytes in flight, whatever the size); on
+ * any failure every tensor already made is freed, so a bad shard leaks nothing.
+ */
 export function readCheckpoint(dir: string): { tensors: Map<string, Tensor>; file: string } {
   const single = path.join(dir, SAFETENSORS_NAME);
   const shardedIndex = path.join(dir, SAFETENSORS_INDEX_NAME);
   if (fs.existsSync(single) || fs.existsSync(shardedIndex)) {
-    const entries = fs.existsSync(single) ? readSafetensors(single).tensors : readShardedSafetensors(dir).tensors;
     const file = fs.existsSync(single) ? single : shardedIndex;
-    const tensors = new Map<string, Tensor>();
-    try {
-      for (const [name, entry] of entries) tensors.set(name, fromSafetensorsEntry(entry, name, file));
-    } catch (error) {
-      dispose([...tensors.values()]);
-      throw error;
-    }
-    return { tensors, file };
+    const entries = file === single ? iterateSafetensors(single) : iterateShardedSafetensors(dir);
+    return { tensors: collectFreeingOnError(function* () {
+      for (const [name, entry] of entries) yield [[name, fromSafetensorsEntry(entry, name, file)]];
+    }), file };
   }
   const bin = path.join(dir, PYTORCH_NAME);
   if (fs.existsSync(bin)) return { tensors: loadTensors(bin), file: bin };
@@ -177,14 +168,35 @@ export function readCheckpoint(dir: string): { tensors: Map<string, Tensor>; fil
     if (!index || typeof index.weight_map !== 'object' || index.weight_map === null) {
       throw new Error(`${binIndex}: "weight_map" must be an object of tensor name -> shard file`);
     }
-    const tensors = new Map<string, Tensor>();
-    for (const shard of new Set(Object.values(index.weight_map))) {
-      if (typeof shard !== 'string' || shard !== path.basename(shard)) throw new Error(`${binIndex}: shard ${JSON.stringify(shard)} must be a file name in ${dir}`);
-      for (const [name, t] of loadTensors(path.join(dir, shard))) tensors.set(name, t);
+    const shards = [...new Set(Object.values(index.weight_map))];
+    for (const shard of shards) {
+      if (typeof shard !== 'string' || shard !== path.basename(shard) || shard === '' || shard === '.' || shard === '..') {
+        throw new Error(`${binIndex}: shard ${JSON.stringify(shard)} must be a file name in ${dir}`);
+      }
     }
-    return { tensors, file: binIndex };
+    return { tensors: collectFreeingOnError(function* () {
+      for (const shard of shards) yield loadTensors(path.join(dir, shard));
+    }), file: binIndex };
   }
   throw new Error(`${dir}: no weights (looked for ${SAFETENSORS_NAME}, ${SAFETENSORS_INDEX_NAME}, ${PYTORCH_NAME}, ${PYTORCH_INDEX_NAME})`);
+}
+
+/** Gathers named tensors from batches; if producing any batch throws, frees all gathered so far. */
+function collectFreeingOnError(batches: () => Iterable<Iterable<[string, Tensor]>>): Map<string, Tensor> {
+  const tensors = new Map<string, Tensor>();
+  try {
+    for (const batch of batches()) {
+      for (const [name, t] of batch) {
+        // A name given twice (in two shards) would orphan the first tensor: free it.
+        tensors.get(name)?.dispose();
+        tensors.set(name, t);
+      }
+    }
+  } catch (error) {
+    dispose([...tensors.values()]);
+    throw error;
+  }
+  return tensors;
 }
 
 export interface LoadingInfo extends LoadStateDictResult {
@@ -244,8 +256,15 @@ export function loadPretrained(dir: string, options: FromPretrainedOptions = {})
       `(known: ${Object.keys(ARCHITECTURES).join(', ')}); pass { architecture } to choose one`);
   }
   const architecture = named ?? BASE_ARCHITECTURE[config.model_type];
-  const { tensors, file } = readCheckpoint(dir);
   const model = createModel(architecture, config, { ...options, init: options.init ?? 'normal' });
+  let checkpoint: { tensors: Map<string, Tensor>; file: string };
+  try {
+    checkpoint = readCheckpoint(dir);
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+  const { tensors, file } = checkpoint;
   try {
     const { rename, dropped } = matchPrefix(model, [...tensors.keys()]);
     const ignorable = IGNORED_UNEXPECTED[config.model_type];

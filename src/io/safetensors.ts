@@ -22,6 +22,13 @@ import { writeFileAtomicSync } from './atomic';
 /** The reference caps the header at 100 MB; a larger length field is corrupt or hostile. */
 export const MAX_HEADER_LENGTH = 100_000_000;
 
+/**
+ * Tensors per file. Real checkpoints hold thousands (a 671B-parameter MoE about 47,000 over all
+ * its shards); a header within the 100 MB cap can list a million, which took 34 s and 2.3 GB to
+ * parse. Counted in the raw JSON before parsing, so the rejection itself is cheap.
+ */
+export const MAX_TENSORS_PER_FILE = 131_072;
+
 /** Every dtype name the format defines, in the reference's enum order (increasing alignment). */
 const FORMAT_DTYPES = [
   ['BOOL', 8], ['F4', 4], ['F6_E2M3', 6], ['F6_E3M2', 6], ['U8', 8], ['I8', 8],
@@ -80,10 +87,21 @@ export interface SafetensorsContents {
   tensors: Map<string, SafetensorsTensor>;
 }
 
+/**
+ * What the writer takes: a tensor, or one whose bytes are produced only when it is written
+ * (`data` a function), so that saving a model never holds more than one tensor's bytes in memory.
+ */
+export interface SafetensorsSource {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** The bytes, or a function called once, when the tensor is written, returning them. */
+  data: Uint8Array | (() => Uint8Array);
+}
+
 export type SafetensorsEntries =
-  | Map<string, SafetensorsTensor>
-  | Record<string, SafetensorsTensor>
-  | Iterable<readonly [string, SafetensorsTensor]>;
+  | Map<string, SafetensorsSource>
+  | Record<string, SafetensorsSource>
+  | Iterable<readonly [string, SafetensorsSource]>;
 
 export class SafetensorsError extends Error {
   constructor(readonly source: string, message: string, readonly tensor?: string) {
@@ -110,25 +128,37 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
  * ArrayBuffer starting at offset 0, so typed views over it are always aligned.
  */
 export function readSafetensors(file: string, options: { names?: Iterable<string> } = {}): SafetensorsContents {
+  let metadata: Record<string, string> | undefined;
+  const tensors = new Map(iterateSafetensors(file, { ...options, onHeader: (header) => { metadata = header.metadata; } }));
+  return { metadata, tensors };
+}
+
+/**
+ * The tensors of a file one at a time, in file order, each read only when the iteration reaches
+ * it: a consumer that converts and drops each one holds one tensor's bytes at a time, whatever
+ * the file size. The header is validated (and `onHeader` called) before the first tensor.
+ */
+export function* iterateSafetensors(
+  file: string,
+  options: { names?: Iterable<string>; onHeader?: (header: SafetensorsHeader) => void } = {},
+): Generator<[string, SafetensorsTensor]> {
   const fd = fs.openSync(file, 'r');
   try {
-    const size = fs.fstatSync(fd).size;
-    const header = readHeaderFromFd(fd, size, file);
+    const header = readHeaderFromFd(fd, fs.fstatSync(fd).size, file);
     const wanted = options.names === undefined ? undefined : new Set(options.names);
     if (wanted) {
       for (const name of wanted) {
         if (!header.entries.has(name)) throw new SafetensorsError(file, 'not in the file', name);
       }
     }
-    const tensors = new Map<string, SafetensorsTensor>();
+    options.onHeader?.(header);
     for (const [name, entry] of header.entries) {
       if (wanted && !wanted.has(name)) continue;
       const [begin, end] = entry.dataOffsets;
       const data = new Uint8Array(end - begin);
       readExactly(fd, data, header.dataStart + begin, file, name);
-      tensors.set(name, { dtype: entry.dtype, shape: entry.shape, data });
+      yield [name, { dtype: entry.dtype, shape: entry.shape, data }];
     }
-    return { metadata: header.metadata, tensors };
   } finally {
     fs.closeSync(fd);
   }
@@ -187,7 +217,22 @@ function checkHeaderLength(lengthField: Uint8Array, fileSize: number, source: st
   return headerLength;
 }
 
+const DATA_OFFSETS_KEY = Buffer.from('"data_offsets"');
+
+/** How many times `needle` occurs in `bytes` (an upper bound of the entries: each has one such key). */
+function countOccurrences(bytes: Uint8Array, needle: Buffer): number {
+  const haystack = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let count = 0;
+  for (let at = haystack.indexOf(needle); at >= 0; at = haystack.indexOf(needle, at + needle.length)) count++;
+  return count;
+}
+
 function parseHeaderJson(json: Uint8Array, headerLength: number, fileSize: number, source: string): SafetensorsHeader {
+  if (headerLength > MAX_HEADER_LENGTH) throw new SafetensorsError(source, `header length ${headerLength} exceeds the ${MAX_HEADER_LENGTH}-byte limit`);
+  const listed = countOccurrences(json, DATA_OFFSETS_KEY);
+  if (listed > MAX_TENSORS_PER_FILE) {
+    throw new SafetensorsError(source, `header lists ${listed} tensors, over the limit of ${MAX_TENSORS_PER_FILE} per file (corrupt or hostile; shard the checkpoint)`);
+  }
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(json);
@@ -306,7 +351,7 @@ function readExactly(fd: number, into: Uint8Array, position: number, source: str
  */
 export function serializeSafetensors(entries: SafetensorsEntries, metadata?: Record<string, string>): Buffer {
   const { header, ordered } = prepare(entries, metadata);
-  return Buffer.concat([header, ...ordered.map(([, tensor]) => tensor.data)]);
+  return Buffer.concat([header, ...ordered.map(([name, tensor]) => bytesOf(name, tensor))]);
 }
 
 /**
@@ -318,8 +363,23 @@ export function writeSafetensors(file: string, entries: SafetensorsEntries, meta
   const { header, ordered } = prepare(entries, metadata);
   writeFileAtomicSync(file, (append) => {
     append(header);
-    for (const [, tensor] of ordered) append(tensor.data);
+    for (const [name, tensor] of ordered) append(bytesOf(name, tensor));
   });
+}
+
+/** The bytes of a source, produced now if lazy, checked against the size its header entry promised. */
+function bytesOf(name: string, tensor: SafetensorsSource): Uint8Array {
+  if (tensor.data instanceof Uint8Array) return tensor.data;
+  const data = tensor.data();
+  const expected = byteLengthOf(tensor);
+  if (!(data instanceof Uint8Array) || BigInt(data.byteLength) !== expected) {
+    throw new SafetensorsError('<writeSafetensors>', `data() returned ${data instanceof Uint8Array ? `${data.byteLength} bytes` : describe(data)} but ${tensor.dtype} ${JSON.stringify(tensor.shape)} needs ${expected}`, name);
+  }
+  return data;
+}
+
+function byteLengthOf(tensor: SafetensorsSource): bigint {
+  return tensor.shape.reduce((n, dim) => n * BigInt(dim), 1n) * BigInt(dtypeItemSize(tensor.dtype));
 }
 
 function prepare(entries: SafetensorsEntries, metadata: Record<string, string> | undefined) {
@@ -336,9 +396,11 @@ function prepare(entries: SafetensorsEntries, metadata: Record<string, string> |
     if (!Array.isArray(tensor.shape) || !tensor.shape.every(isNonNegativeSafeInteger)) {
       fail(`shape must be non-negative integers, got ${describe(tensor.shape)}`);
     }
-    if (!(tensor.data instanceof Uint8Array)) fail('data must be a Uint8Array of the raw little-endian bytes');
-    const expected = tensor.shape.reduce((n, dim) => n * BigInt(dim), 1n) * BigInt(dtypeItemSize(tensor.dtype));
-    if (expected !== BigInt(tensor.data.byteLength)) {
+    if (!(tensor.data instanceof Uint8Array) && typeof tensor.data !== 'function') {
+      fail('data must be a Uint8Array of the raw little-endian bytes, or a function returning one');
+    }
+    const expected = byteLengthOf(tensor);
+    if (tensor.data instanceof Uint8Array && expected !== BigInt(tensor.data.byteLength)) {
       fail(`data has ${tensor.data.byteLength} bytes but ${tensor.dtype} ${JSON.stringify(tensor.shape)} needs ${expected}`);
     }
   }
@@ -362,7 +424,7 @@ function prepare(entries: SafetensorsEntries, metadata: Record<string, string> |
   if (metadata !== undefined) parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
   let offset = 0;
   for (const [name, tensor] of ordered) {
-    const end = offset + tensor.data.byteLength;
+    const end = offset + Number(byteLengthOf(tensor));
     parts.push(`${JSON.stringify(name)}:{"dtype":${JSON.stringify(tensor.dtype)},"shape":[${tensor.shape.join(',')}],"data_offsets":[${offset},${end}]}`);
     offset = end;
   }
@@ -375,12 +437,12 @@ function prepare(entries: SafetensorsEntries, metadata: Record<string, string> |
   return { header, ordered };
 }
 
-function entryList(entries: SafetensorsEntries): (readonly [string, SafetensorsTensor])[] {
+function entryList(entries: SafetensorsEntries): (readonly [string, SafetensorsSource])[] {
   if (entries instanceof Map) return [...entries];
   if (typeof (entries as Iterable<unknown>)[Symbol.iterator] === 'function') {
-    return [...(entries as Iterable<readonly [string, SafetensorsTensor]>)];
+    return [...(entries as Iterable<readonly [string, SafetensorsSource]>)];
   }
-  return Object.entries(entries as Record<string, SafetensorsTensor>);
+  return Object.entries(entries as Record<string, SafetensorsSource>);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,22 +534,33 @@ export function readShardedIndex(dir: string, indexName = SHARDED_INDEX_NAME): S
  */
 export function readShardedSafetensors(dir: string, indexName = SHARDED_INDEX_NAME): { index: ShardedIndex; tensors: Map<string, SafetensorsTensor> } {
   const index = readShardedIndex(dir, indexName);
-  const tensors = new Map<string, SafetensorsTensor>();
+  return { index, tensors: new Map(iterateShardedSafetensors(dir, indexName, index)) };
+}
+
+/**
+ * The tensors of a sharded checkpoint one at a time (see iterateSafetensors). Each shard's header
+ * is checked against the index before any of its data is read.
+ */
+export function* iterateShardedSafetensors(
+  dir: string, indexName = SHARDED_INDEX_NAME, index = readShardedIndex(dir, indexName),
+): Generator<[string, SafetensorsTensor]> {
+  const seen = new Set<string>();
   for (const shard of index.shards) {
     const file = path.join(dir, shard);
-    const contents = readSafetensors(file);
-    for (const [name, tensor] of contents.tensors) {
-      const listed = index.weightMap.get(name);
-      if (listed !== shard) {
-        throw new SafetensorsError(file, listed === undefined ? `not listed in ${indexName}` : `${indexName} places it in ${listed}`, name);
+    const onHeader = (header: SafetensorsHeader) => {
+      for (const name of header.entries.keys()) {
+        const listed = index.weightMap.get(name);
+        if (listed !== shard) {
+          throw new SafetensorsError(file, listed === undefined ? `not listed in ${indexName}` : `${indexName} places it in ${listed}`, name);
+        }
+        seen.add(name);
       }
-      tensors.set(name, tensor);
-    }
+    };
+    yield* iterateSafetensors(file, { onHeader });
   }
   for (const [name, shard] of index.weightMap) {
-    if (!tensors.has(name)) throw new SafetensorsError(path.join(dir, shard), `listed in ${indexName} but missing from the shard`, name);
+    if (!seen.has(name)) throw new SafetensorsError(path.join(dir, shard), `listed in ${indexName} but missing from the shard`, name);
   }
-  return { index, tensors };
 }
 
 /** Reads `dir/model.safetensors`, or the sharded checkpoint when only the index exists. */

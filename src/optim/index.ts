@@ -1,2 +1,10 @@
 export { AdamW, isBiasOrLayerNorm } from './adamw';
 export type { AdamWOptions } from './adamw';
+export { Lamb } from './lamb';
+export type { LambOptions } from './lamb';
+export type { Optimizer, StepOptions } from './optimizer';
+export { clipGradNorm, gradNorm } from './clip';
+export { learningRate, validateSchedule } from './schedule';
+export type { ScheduleConfig } from './schedule';
+export { DynamicLossScaler } from './loss-scaler';
+export type { DynamicLossScalerOptions } from './loss-scaler';

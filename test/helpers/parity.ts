@@ -4,7 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Tensor, tidy } from '../../src/tensor';
 import { readSafetensors, fromSafetensorsEntry } from '../../src/io';
-import { PreTrainedModule } from '../../src/models';
+import { Module } from '../../src/nn';
 import { runPython, pythonScript } from './python';
 
 /** Runs hf_reference.py once for all configs into a fresh temporary directory; returns it. */
@@ -63,7 +63,7 @@ export interface GradientComparison {
  * Compares every parameter's .grad with grads.safetensors. Relative error per parameter is
  * max|a - b| / max(max|b|, tiny) with tiny = 1e-6 x the largest reference gradient.
  */
-export function compareGradients(model: PreTrainedModule, gradsFile: string): GradientComparison {
+export function compareGradients(model: Module, gradsFile: string): GradientComparison {
   return tidy(() => {
     const reference = readTensors(gradsFile);
     const scale = Math.max(...[...reference.values()].map((g) => g.abs().max().item()));

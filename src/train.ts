@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// train.js: ELECTRA + GDES (or MLM) pretraining from a JSON config (docs/CONFIG.md).
+//   node dist/train.js --config configs/tiny.json --data corpus/ [--output-dir runs/x] [--resume auto]
+// Config problems are reported together, one line each, with exit code 2 and nothing written.
+// SIGINT / SIGTERM stop after the current step with a checkpoint (exit 130 / 143); --resume auto continues.
+import { createCli, runCli, stringOption, listOption, integerOption, UsageError } from './cli/args';
+import { loadTrainConfig, TrainConfigError } from './pretrain/config';
+import { train } from './pretrain/trainer';
+
+const cli = createCli('train.js', 'Pretrain a DeBERTa-V3 the CamemBERTa way (ELECTRA replaced-token detection with gradient-disentangled embedding sharing), or with masked-LM, from a JSON config.')
+  .option('config', stringOption('training config, JSON (keys: docs/CONFIG.md; examples in configs/)', { demandOption: true }))
+  .option('data', listOption('training data: a prepared directory (manifest.json + shards) or raw .txt[.gz]/.jsonl[.gz] files and directories, tokenized into OUTPUT_DIR/data first (overrides data.path)'))
+  .option('eval-data', listOption('evaluation data, same kinds (overrides data.eval_path; default: the held-out split of the training data)'))
+  .option('output-dir', stringOption('run directory: config.json, log.jsonl, tensorboard/, checkpoints/, export/ (overrides output_dir)'))
+  .option('max-steps', integerOption('--max-steps', 'optimizer steps (overrides max_steps)', { min: 1 }))
+  .option('save-every', integerOption('--save-every', 'checkpoint every N steps, 0: only at the end and on SIGINT/SIGTERM (overrides checkpoint.every)', { min: 0 }))
+  .option('seed', integerOption('--seed', 'random seed of initialisation, data order, masking and sampling (overrides seed)', { min: 0 }))
+  .option('resume', { type: 'string', describe: '"auto" (also the flag alone): continue from the newest complete checkpoint in the output directory, or start if there is none; a path: continue from that checkpoint or run' })
+  .option('set', listOption('config overrides key.path=value, the value parsed as JSON when it parses (e.g. --set optimizer.lr=1e-3 --set precision=bfloat16)'))
+  .example('$0 --config configs/tiny.json --data data/demo/fr-demo.txt', 'a tiny ELECTRA + GDES run on CPU in minutes')
+  .example('$0 --config configs/p1_base_1gpu.json --data shards/ --resume auto', 'phase 1 of CamemBERTa-base, resumable');
+
+void runCli(cli, async (args) => {
+  const worldSize = Number(process.env.WORLD_SIZE ?? 1);
+  if (worldSize > 1) throw new UsageError(`WORLD_SIZE=${worldSize}: multi-process training is not built yet; run one process`);
+  const sets: string[] = [];
+  const put = (key: string, value: unknown) => { if (value !== undefined) sets.push(`${key}=${JSON.stringify(value)}`); };
+  put('data.path', args.data && (args.data.length === 1 ? args.data[0] : args.data));
+  put('data.eval_path', args['eval-data'] && (args['eval-data'].length === 1 ? args['eval-data'][0] : args['eval-data']));
+  put('output_dir', args['output-dir']);
+  put('max_steps', args['max-steps']);
+  put('checkpoint.every', args['save-every']);
+  put('seed', args.seed);
+  // --set comes last, so it wins over the flags above.
+  sets.push(...(args.set ?? []).map(String));
+  const resume = args.resume === undefined ? null : args.resume === '' ? 'auto' : String(args.resume);
+  try {
+    const config = loadTrainConfig(args.config, sets);
+    const result = await train({ config, source: args.config, resume });
+    if (result.status !== 'done') {
+      process.stderr.write(`train.js: stopped by ${result.status} at step ${result.step}; continue with --resume auto\n`);
+      process.exit(result.status === 'SIGINT' ? 130 : 143);
+    }
+  } catch (error) {
+    // Every config problem on its own line, each naming its key and file.
+    if (error instanceof TrainConfigError) {
+      for (const line of error.message.split('\n')) process.stderr.write(`train.js: ${line}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+});
