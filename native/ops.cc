@@ -308,6 +308,8 @@ Napi::Value CallOp(const Napi::CallbackInfo& info) {
     op.handle.callBoxed(stack);
   }
   if (op.returnsWrittenInput || stack.empty()) return env.Undefined();
+  // The common case, one tensor: nothing can fail after storing it, so no rollback list.
+  if (stack.size() == 1 && stack[0].isTensor()) return tensorHandleValue(env, state, std::move(stack[0]).toTensor());
   PendingHandles pending(env, state);
   Napi::Value result;
   if (stack.size() == 1) {
