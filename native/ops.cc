@@ -7,18 +7,11 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/stack.h>
 
+#include <unordered_set>
+
 namespace camemberta {
 
 namespace {
-
-struct OpEntry {
-  c10::OperatorHandle handle;
-  std::string name;
-  // Every return is an input written in place (add_, _foreach_mul_): JS returns `this`.
-  bool returnsWrittenInput;
-};
-
-std::vector<OpEntry> ops;
 
 std::string describe(const OpEntry& op, const c10::Argument& argument) {
   return op.name + "(): argument '" + argument.name() + "' (" + argument.type()->str() + ")";
@@ -29,14 +22,18 @@ bool isNullish(const Napi::Value& value) { return value.IsNull() || value.IsUnde
 int64_t integerArg(Napi::Env env, const Napi::Value& value, const OpEntry& op, const c10::Argument& argument) {
   if (value.IsNumber()) {
     double number = value.As<Napi::Number>().DoubleValue();
-    auto integer = static_cast<int64_t>(number);
-    if (static_cast<double>(integer) != number) throwType(env, describe(op, argument) + " expects an integer, got " + std::to_string(number));
-    return integer;
+    // Range first: converting a double outside int64 (or NaN) is undefined behaviour.
+    if (!(std::abs(number) < 9223372036854775808.0) || number != std::floor(number)) {
+      throwType(env, describe(op, argument) + " expects an integer, got " + std::to_string(number));
+    }
+    return static_cast<int64_t>(number);
   }
   if (value.IsBoolean()) return value.As<Napi::Boolean>().Value() ? 1 : 0;
   if (value.IsBigInt()) {
     bool lossless;
-    return value.As<Napi::BigInt>().Int64Value(&lossless);
+    int64_t integer = value.As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless) throwType(env, describe(op, argument) + " expects an integer within int64");
+    return integer;
   }
   throwType(env, describe(op, argument) + " expects an integer");
 }
@@ -55,15 +52,15 @@ std::vector<int64_t> integerListArg(Napi::Env env, const Napi::Value& value, con
   return out;
 }
 
-c10::IValue toIValue(Napi::Env env, const Napi::Value& value, const c10::TypePtr& type, const OpEntry& op,
+c10::IValue toIValue(Napi::Env env, AddonState& state, const Napi::Value& value, const c10::TypePtr& type, const OpEntry& op,
                      const c10::Argument& argument) {
   switch (type->kind()) {
     case c10::TypeKind::OptionalType:
       if (isNullish(value)) return c10::IValue();
-      return toIValue(env, value, type->castRaw<c10::OptionalType>()->getElementType(), op, argument);
+      return toIValue(env, state, value, type->castRaw<c10::OptionalType>()->getElementType(), op, argument);
     case c10::TypeKind::TensorType:
       if (!value.IsNumber()) throwType(env, describe(op, argument) + " expects a Tensor");
-      return tensorAt(env, value);
+      return tensorAt(env, state, value);
     case c10::TypeKind::IntType:
     case c10::TypeKind::SymIntType:
     case c10::TypeKind::ScalarTypeType:
@@ -92,7 +89,7 @@ c10::IValue toIValue(Napi::Env env, const Napi::Value& value, const c10::TypePtr
       if (!value.IsString()) throwType(env, describe(op, argument) + " expects a device string");
       return c10::Device(value.As<Napi::String>().Utf8Value());
     case c10::TypeKind::GeneratorType:
-      return generatorAt(env, value);
+      return generatorAt(env, state, value);
     case c10::TypeKind::ListType: {
       const c10::TypePtr& element = type->castRaw<c10::ListType>()->getElementType();
       switch (element->kind()) {
@@ -103,7 +100,11 @@ c10::IValue toIValue(Napi::Env env, const Napi::Value& value, const c10::TypePtr
           if (!value.IsArray()) throwType(env, describe(op, argument) + " expects an array of numbers");
           auto array = value.As<Napi::Array>();
           std::vector<double> out(array.Length());
-          for (uint32_t i = 0; i < array.Length(); i++) out[i] = array.Get(i).As<Napi::Number>().DoubleValue();
+          for (uint32_t i = 0; i < array.Length(); i++) {
+            Napi::Value item = array.Get(i);
+            if (!item.IsNumber()) throwType(env, describe(op, argument) + " expects an array of numbers");
+            out[i] = item.As<Napi::Number>().DoubleValue();
+          }
           return out;
         }
         case c10::TypeKind::BoolType: {
@@ -118,7 +119,7 @@ c10::IValue toIValue(Napi::Env env, const Napi::Value& value, const c10::TypePtr
           auto array = value.As<Napi::Array>();
           c10::List<at::Tensor> out;
           out.reserve(array.Length());
-          for (uint32_t i = 0; i < array.Length(); i++) out.push_back(tensorAt(env, array.Get(i)));
+          for (uint32_t i = 0; i < array.Length(); i++) out.push_back(tensorAt(env, state, array.Get(i)));
           return out;
         }
         case c10::TypeKind::OptionalType: {  // Tensor?[] (advanced indexing)
@@ -130,7 +131,7 @@ c10::IValue toIValue(Napi::Env env, const Napi::Value& value, const c10::TypePtr
             if (isNullish(item)) {
               out.push_back(std::nullopt);
             } else {
-              out.push_back(tensorAt(env, item));
+              out.push_back(tensorAt(env, state, item));
             }
           }
           return out;
@@ -139,7 +140,11 @@ c10::IValue toIValue(Napi::Env env, const Napi::Value& value, const c10::TypePtr
           if (!value.IsArray()) throwType(env, describe(op, argument) + " expects an array of numbers");
           auto array = value.As<Napi::Array>();
           std::vector<at::Scalar> out;
-          for (uint32_t i = 0; i < array.Length(); i++) out.emplace_back(array.Get(i).As<Napi::Number>().DoubleValue());
+          for (uint32_t i = 0; i < array.Length(); i++) {
+            Napi::Value item = array.Get(i);
+            if (!item.IsNumber()) throwType(env, describe(op, argument) + " expects an array of numbers");
+            out.emplace_back(item.As<Napi::Number>().DoubleValue());
+          }
           return out;
         }
         default:
@@ -153,19 +158,21 @@ c10::IValue toIValue(Napi::Env env, const Napi::Value& value, const c10::TypePtr
   throwType(env, describe(op, argument) + ": this argument type is not supported from JavaScript");
 }
 
-Napi::Value fromIValue(Napi::Env env, c10::IValue value) {
-  if (value.isTensor()) return tensorHandleValue(env, std::move(value).toTensor());
+// Tensors are stored through `pending`, so that a return value failing to convert after them
+// releases them again.
+Napi::Value fromIValue(Napi::Env env, PendingHandles& pending, c10::IValue value) {
+  if (value.isTensor()) return pending.store(std::move(value).toTensor());
   if (value.isNone()) return env.Undefined();
   if (value.isTensorList()) {
     auto list = value.toTensorList();
     auto out = Napi::Array::New(env, list.size());
-    for (size_t i = 0; i < list.size(); i++) out.Set(static_cast<uint32_t>(i), tensorHandleValue(env, list.get(i)));
+    for (size_t i = 0; i < list.size(); i++) out.Set(static_cast<uint32_t>(i), pending.store(list.get(i)));
     return out;
   }
   if (value.isTuple()) {
     const auto& elements = value.toTupleRef().elements();
     auto out = Napi::Array::New(env, elements.size());
-    for (size_t i = 0; i < elements.size(); i++) out.Set(static_cast<uint32_t>(i), fromIValue(env, elements[i]));
+    for (size_t i = 0; i < elements.size(); i++) out.Set(static_cast<uint32_t>(i), fromIValue(env, pending, elements[i]));
     return out;
   }
   if (value.isInt()) return Napi::Number::New(env, static_cast<double>(value.toInt()));
@@ -182,10 +189,27 @@ Napi::Value fromIValue(Napi::Env env, c10::IValue value) {
   throw Napi::Error::New(env, std::string("cannot return a value of type ") + value.tagKind() + " to JavaScript");
 }
 
+// In-place ops that write a tensor's sizes, strides or dtype rather than (only) its elements;
+// out= variants resize their output too. Element-wise in-place ops (add_, _foreach_mul_) are the
+// hot path of optimizers and leave cached shapes valid.
+bool changesMetadata(const std::string& name, const c10::FunctionSchema& schema) {
+  static const std::unordered_set<std::string> metadataOps = {
+      "aten::resize_",     "aten::resize_as_", "aten::squeeze_",   "aten::unsqueeze_",  "aten::transpose_",
+      "aten::t_",          "aten::as_strided_", "aten::set_",      "aten::swapdims_",   "aten::swapaxes_",
+      "aten::_resize_output_", "aten::resize_as_sparse_", "aten::sparse_resize_", "aten::sparse_resize_and_clear_",
+      "aten::_coalesced_", "aten::_set_storage_offset_"};
+  if (metadataOps.count(name) > 0) return true;
+  for (const auto& argument : schema.arguments()) {
+    if (argument.alias_info() && argument.alias_info()->isWrite() && argument.name() != "self") return true;
+  }
+  return false;
+}
+
 // findOp("aten::add", "Tensor") -> op id. Throws when the schema does not exist.
 Napi::Value FindOp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  CAMEMBERTA_TRY
+  AddonState& state = stateOf(env);
+  if (!info[0].IsString()) throwType(env, "findOp expects an operator name");
   std::string name = info[0].As<Napi::String>();
   std::string overload = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
   auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
@@ -195,17 +219,57 @@ Napi::Value FindOp(const Napi::CallbackInfo& info) {
   for (const auto& ret : schema.returns()) {
     if (!ret.alias_info() || !ret.alias_info()->isWrite()) returnsWrittenInput = false;
   }
-  ops.push_back({*handle, name + (overload.empty() ? "" : "." + overload), returnsWrittenInput});
-  return Napi::Number::New(env, static_cast<double>(ops.size() - 1));
-  CAMEMBERTA_CATCH(env)
+  state.ops.push_back({*handle, name + (overload.empty() ? "" : "." + overload), returnsWrittenInput, changesMetadata(name, schema)});
+  return Napi::Number::New(env, static_cast<double>(state.ops.size() - 1));
 }
 
 // opSchema(id) -> the schema string, for error messages and the op table's self-check.
+const OpEntry& opAt(Napi::Env env, AddonState& state, const Napi::Value& value) {
+  double id = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
+  if (!(id >= 0 && id < static_cast<double>(state.ops.size())) || id != std::floor(id)) {
+    throw Napi::RangeError::New(env, "unknown op id (findOp() returns them)");
+  }
+  return state.ops[static_cast<size_t>(id)];
+}
+
 Napi::Value OpSchema(const Napi::CallbackInfo& info) {
-  const auto& op = ops.at(info[0].As<Napi::Number>().Uint32Value());
+  const auto& op = opAt(info.Env(), stateOf(info.Env()), info[0]);
   std::ostringstream text;
   text << op.handle.schema();
   return Napi::String::New(info.Env(), text.str());
+}
+
+// libtorch's resize_ sets the new sizes before it allocates the storage: when the allocation
+// fails the tensor is left claiming elements it does not have, and the next op on it reads out of
+// bounds (PyTorch 2.13 behaves the same). The sizes, strides and offset of every tensor an op
+// writes are put back when a metadata-changing op throws.
+void callRestoringMetadataOnFailure(const OpEntry& op, torch::jit::Stack& stack) {
+  struct Snapshot {
+    c10::intrusive_ptr<c10::TensorImpl> impl;
+    std::vector<int64_t> sizes;
+    std::vector<int64_t> strides;
+    int64_t storageOffset;
+  };
+  std::vector<Snapshot> snapshots;
+  const auto& arguments = op.handle.schema().arguments();
+  for (size_t i = 0; i < arguments.size() && i < stack.size(); i++) {
+    if (!arguments[i].alias_info() || !arguments[i].alias_info()->isWrite() || !stack[i].isTensor()) continue;
+    const at::Tensor& tensor = stack[i].toTensor();
+    if (!tensor.defined() || tensor.layout() != at::kStrided || tensor.is_nested()) continue;
+    snapshots.push_back({tensor.getIntrusivePtr(), tensor.sizes().vec(), tensor.strides().vec(), tensor.storage_offset()});
+  }
+  try {
+    op.handle.callBoxed(stack);
+  } catch (...) {
+    for (auto& snapshot : snapshots) {
+      try {
+        snapshot.impl->set_sizes_and_strides(snapshot.sizes, snapshot.strides, snapshot.storageOffset);
+      } catch (...) {
+        // A tensor that forbids metadata changes was not changed by the op either.
+      }
+    }
+    throw;
+  }
 }
 
 // callOp(id, ...args): missing trailing arguments (undefined) take the schema's defaults.
@@ -213,10 +277,8 @@ Napi::Value OpSchema(const Napi::CallbackInfo& info) {
 // undefined when the op returns only inputs it wrote in place.
 Napi::Value CallOp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  CAMEMBERTA_TRY
-  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
-  if (id >= ops.size()) throwType(env, "unknown op id");
-  const OpEntry& op = ops[id];
+  AddonState& state = stateOf(env);
+  const OpEntry& op = opAt(env, state, info[0]);
   const auto& arguments = op.handle.schema().arguments();
   size_t given = info.Length() - 1;
   if (given > arguments.size()) {
@@ -236,23 +298,37 @@ Napi::Value CallOp(const Napi::CallbackInfo& info) {
         throwType(env, describe(op, argument) + " is required");
       }
     }
-    stack.push_back(toIValue(env, value, argument.real_type(), op, argument));
+    stack.push_back(toIValue(env, state, value, argument.real_type(), op, argument));
   }
-  op.handle.callBoxed(stack);
+  if (op.changesMetadata) {
+    callRestoringMetadataOnFailure(op, stack);
+    // Cached shapes in JS are refreshed after any such op, failed or not.
+    (*state.metadataEpoch)++;
+  } else {
+    op.handle.callBoxed(stack);
+  }
   if (op.returnsWrittenInput || stack.empty()) return env.Undefined();
-  if (stack.size() == 1) return fromIValue(env, std::move(stack[0]));
-  auto out = Napi::Array::New(env, stack.size());
-  for (size_t i = 0; i < stack.size(); i++) out.Set(static_cast<uint32_t>(i), fromIValue(env, std::move(stack[i])));
-  return out;
-  CAMEMBERTA_CATCH(env)
+  // The common case, one tensor: nothing can fail after storing it, so no rollback list.
+  if (stack.size() == 1 && stack[0].isTensor()) return tensorHandleValue(env, state, std::move(stack[0]).toTensor());
+  PendingHandles pending(env, state);
+  Napi::Value result;
+  if (stack.size() == 1) {
+    result = fromIValue(env, pending, std::move(stack[0]));
+  } else {
+    auto out = Napi::Array::New(env, stack.size());
+    for (size_t i = 0; i < stack.size(); i++) out.Set(static_cast<uint32_t>(i), fromIValue(env, pending, std::move(stack[i])));
+    result = out;
+  }
+  pending.commit();
+  return result;
 }
 
 }  // namespace
 
 void registerOps(Napi::Env env, Napi::Object exports) {
-  exports.Set("findOp", Napi::Function::New(env, FindOp, "findOp"));
-  exports.Set("opSchema", Napi::Function::New(env, OpSchema, "opSchema"));
-  exports.Set("callOp", Napi::Function::New(env, CallOp, "callOp"));
+  exportFunction<FindOp>(env, exports, "findOp");
+  exportFunction<OpSchema>(env, exports, "opSchema");
+  exportFunction<CallOp>(env, exports, "callOp");
 }
 
 }  // namespace camemberta

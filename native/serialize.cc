@@ -17,7 +17,8 @@ namespace {
 // saveTensors(path, names[], handles[]): the caller writes to a temporary path and renames.
 Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  CAMEMBERTA_TRY
+  AddonState& state = stateOf(env);
+  if (!info[0].IsString() || !info[1].IsArray() || !info[2].IsArray()) throwType(env, "saveTensors(path, names[], handles[])");
   std::string path = info[0].As<Napi::String>();
   auto names = info[1].As<Napi::Array>();
   auto handles = info[2].As<Napi::Array>();
@@ -25,7 +26,7 @@ Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
   c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
   for (uint32_t i = 0; i < names.Length(); i++) {
     // Saved tensors never carry autograd history; CPU copies keep the file loadable anywhere.
-    dict.insert(names.Get(i).As<Napi::String>().Utf8Value(), tensorAt(env, handles.Get(i)).detach().to(at::kCPU));
+    dict.insert(names.Get(i).As<Napi::String>().Utf8Value(), tensorAt(env, state, handles.Get(i)).detach().to(at::kCPU));
   }
   std::vector<char> pickled;
   torch::jit::Pickler pickler([&](const char* bytes, size_t size) { pickled.insert(pickled.end(), bytes, bytes + size); },
@@ -45,13 +46,12 @@ Napi::Value SaveTensors(const Napi::CallbackInfo& info) {
   file.close();
   if (!file) throw Napi::Error::New(env, "writing " + path + " failed");
   return env.Undefined();
-  CAMEMBERTA_CATCH(env)
 }
 
 }  // namespace
 
 void registerSerialization(Napi::Env env, Napi::Object exports) {
-  exports.Set("saveTensors", Napi::Function::New(env, SaveTensors, "saveTensors"));
+  exportFunction<SaveTensors>(env, exports, "saveTensors");
 }
 
 }  // namespace camemberta

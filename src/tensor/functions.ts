@@ -453,7 +453,11 @@ export function manualSeed(seed: number | bigint): void {
   native.manualSeed(seed);
 }
 
+/** libtorch's intra-op thread count (process-wide); at most 4096, so that a typo cannot ask OpenMP for millions. */
 export function setNumThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1 || threads > 4096) {
+    throw new RangeError(`setNumThreads expects a positive integer count (at most 4096), got ${String(threads)}`);
+  }
   native.setNumThreads(threads);
 }
 

@@ -29,6 +29,14 @@ function guard(tensor: Disposable): void {
   tensor.guarded = true;
 }
 
+// A tensor created inside a scope was not reported to V8 as external memory; once it leaves the
+// last scope only the safety net frees it if it is dropped, and V8 collects (so the safety net
+// runs) only if it knows how much memory the tensor holds.
+function leaveScopes(tensor: Disposable): void {
+  guard(tensor);
+  native.reportTensorMemory(tensor.handle);
+}
+
 /** @internal Called by every new tensor. */
 export function track(tensor: Disposable): void {
   if (scopes.length > 0) scopes[scopes.length - 1].push(tensor);
@@ -93,7 +101,7 @@ export function tidy<T>(fn: () => T): T {
     if (tensor.kept || tensor.isDisposed) continue;
     if (returned.has(tensor)) {
       if (parent) parent.push(tensor);
-      else guard(tensor);
+      else leaveScopes(tensor);
     } else {
       tensor.dispose();
     }
@@ -104,7 +112,7 @@ export function tidy<T>(fn: () => T): T {
 /** Exempts a tensor from every enclosing tidy(): it lives until dispose() is called on it. */
 export function keep<T extends Disposable>(tensor: T): T {
   tensor.kept = true;
-  guard(tensor);
+  leaveScopes(tensor);
   return tensor;
 }
 

@@ -7,17 +7,25 @@ import { packageRoot } from '../package-root';
 export interface CpuAllocatorStats {
   /** bytes held in free blocks for reuse */
   cachedBytes: number;
-  /** the most the cache holds (CAMEMBERTA_CPU_CACHE_MB) */
+  /** the most the cache holds: CAMEMBERTA_CPU_CACHE_MB, or by default an eighth of the host's
+   * (or cgroup's) memory divided among LOCAL_WORLD_SIZE processes, at most 4 GiB */
   capBytes: number;
   /** large allocations served from the cache / from the system */
   hits: number;
   misses: number;
+  /** cached blocks released, oldest first, to make room under the cap */
+  evictions: number;
+  /** allocations the system refused, retried after releasing the whole cache */
+  emptiedToRetry: number;
 }
 
 export interface NativeAddon {
   dispose(handle: number): void;
   liveTensorCount(): number;
   setMemoryReporting(enabled: boolean): void;
+  reportTensorMemory(handle: number): void;
+  /** bumped by every op that may change a tensor's shape, strides or dtype in place */
+  metadataEpoch: Uint32Array;
   fromBuffer(bytes: ArrayBufferView, dtype: number, shape: number[], device?: string): number;
   toBuffer(handle: number): ArrayBuffer;
   shape(handle: number): number[];

@@ -13,6 +13,13 @@ export type ScalarOrTensor = number | Tensor;
 // names the real cause.
 const DISPOSED = -2;
 
+const metadataEpoch = native.metadataEpoch;
+
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  return typeof value === 'object' ? (value.constructor?.name ?? 'object') : typeof value;
+}
+
 const op = {
   add: aten('add.Tensor'), addScalar: aten('add.Scalar'),
   add_: aten('add_.Tensor'), addScalar_: aten('add_.Scalar'),
@@ -50,6 +57,8 @@ const op = {
   unsqueeze: aten('unsqueeze'), squeeze: aten('squeeze'), squeezeDim: aten('squeeze.dim'),
   flatten: aten('flatten.using_ints'), narrow: aten('narrow'), select: aten('select.int'),
   slice: aten('slice.Tensor'), repeat: aten('repeat'), t: aten('t'), clone: aten('clone'),
+  squeeze_: aten('squeeze_'), squeezeDim_: aten('squeeze_.dim'), unsqueeze_: aten('unsqueeze_'),
+  transpose_: aten('transpose_'), t_: aten('t_'), resize_: aten('resize_'),
   detach: aten('detach'), detach_: aten('detach_'), diagonal: aten('diagonal'), asStrided: aten('as_strided'),
   tril: aten('tril'), triu: aten('triu'), flip: aten('flip'), roll: aten('roll'),
   split: aten('split.Tensor'), splitSizes: aten('split_with_sizes'), chunk: aten('chunk'), unbind: aten('unbind.int'),
@@ -117,6 +126,9 @@ export class Tensor<D extends DType = any> {
   private handleValue: number;
   private shapeCache: number[] | null = null;
   private dtypeCache: D | null = null;
+  // native.metadataEpoch when the caches were filled: ops that may change a tensor's metadata in
+  // place (resize_, squeeze_, t_, out= arguments, through any API) bump it.
+  private cacheEpoch = 0;
   /** @internal see keep() */
   kept = false;
   /** @internal see lifetime.ts */
@@ -153,7 +165,16 @@ export class Tensor<D extends DType = any> {
 
   // ---- metadata -----------------------------------------------------------------------
 
+  private refreshCaches(): void {
+    if (this.cacheEpoch !== metadataEpoch[0]) {
+      this.shapeCache = null;
+      this.dtypeCache = null;
+      this.cacheEpoch = metadataEpoch[0];
+    }
+  }
+
   get shape(): number[] {
+    this.refreshCaches();
     if (this.shapeCache === null) this.shapeCache = native.shape(this.handle);
     return this.shapeCache.slice();
   }
@@ -182,6 +203,7 @@ export class Tensor<D extends DType = any> {
   }
 
   get dtype(): D {
+    this.refreshCaches();
     if (this.dtypeCache === null) this.dtypeCache = dtypeFromCode(native.dtype(this.handle)) as D;
     return this.dtypeCache;
   }
@@ -266,7 +288,11 @@ export class Tensor<D extends DType = any> {
     return handle < 0 ? null : new Tensor<D>(handle);
   }
 
+  /** Checked as in PyTorch: the gradient must match this tensor's shape, dtype and device. */
   set grad(value: Tensor | null) {
+    if (value !== null && !(value instanceof Tensor)) {
+      throw new TypeError(`assigned grad expected to be a Tensor or null, got ${describeValue(value)}`);
+    }
     native.setGrad(this.handle, value === null ? -1 : value.handle);
   }
 
@@ -590,6 +616,17 @@ export class Tensor<D extends DType = any> {
   asStrided(size: number[], stride: number[], storageOffset?: number): Tensor<D> {
     return wrap(call(op.asStrided, this.handle, size, stride, storageOffset ?? null));
   }
+  /** In place: these change this tensor's own shape (and the shape it reports). */
+  squeeze_(dim?: number): this {
+    if (dim === undefined) call(op.squeeze_, this.handle);
+    else call(op.squeezeDim_, this.handle, dim);
+    return this;
+  }
+  unsqueeze_(dim: number): this { call(op.unsqueeze_, this.handle, dim); return this; }
+  transpose_(dim0: number, dim1: number): this { call(op.transpose_, this.handle, dim0, dim1); return this; }
+  t_(): this { call(op.t_, this.handle); return this; }
+  /** Resizes the storage as needed; new elements are uninitialised. */
+  resize_(...shape: number[]): this { call(op.resize_, this.handle, shape, null); return this; }
   repeat(...repeats: number[]): Tensor<D> { return wrap(call(op.repeat, this.handle, repeats)); }
   tril(diagonal = 0): Tensor<D> { return wrap(call(op.tril, this.handle, diagonal)); }
   triu(diagonal = 0): Tensor<D> { return wrap(call(op.triu, this.handle, diagonal)); }
