@@ -10,9 +10,29 @@ if [ "${1:-}" = "--pack" ]; then
   set -e
   rm -rf .device && mkdir -p .device/node_modules
   xz -6 -T0 -c "$(command -v node)" > .device/node.xz
-  for package in node-addon-api node-api-headers node-gyp-build uvu dequal diff kleur sade mri commander cli-progress sentencepiece-js app-root-path string-width strip-ansi ansi-regex emoji-regex is-fullwidth-code-point; do
-    [ -d "node_modules/$package" ] && cp -r "node_modules/$package" .device/node_modules/
-  done
+  # What the addon build, the CLIs and the tests load at run time, with everything they depend on
+  # (read from the installed packages, so a new dependency is never forgotten); not cmake-js:
+  # this script calls CMake itself.
+  node -e '
+    const fs = require("fs"), path = require("path");
+    const wanted = ["node-addon-api", "node-api-headers", "node-gyp-build", "uvu",
+      ...Object.keys(require("./package.json").dependencies).filter((name) => name !== "cmake-js")];
+    const seen = new Set();
+    const visit = (name) => {
+      if (seen.has(name)) return;
+      seen.add(name);
+      const manifest = path.join("node_modules", name, "package.json");
+      if (!fs.existsSync(manifest)) return;
+      for (const dep of Object.keys(JSON.parse(fs.readFileSync(manifest, "utf8")).dependencies || {})) visit(dep);
+    };
+    wanted.forEach(visit);
+    for (const name of seen) {
+      if (!fs.existsSync(path.join("node_modules", name))) continue;
+      fs.mkdirSync(path.dirname(path.join(".device/node_modules", name)), { recursive: true });
+      fs.cpSync(path.join("node_modules", name), path.join(".device/node_modules", name), { recursive: true });
+    }
+    console.log(`packed ${seen.size} packages`);
+  '
   npx tsc -p tsconfig.json && npx tsc -p test/tsconfig.json
   du -sh .device build/ts
   exit 0

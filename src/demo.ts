@@ -71,11 +71,11 @@ void runCli(cli, async (args) => {
   let config;
   try {
     config = loadTrainConfig(args.config, sets);
-    if (config.schedule.warmup_steps >= config.max_steps) sets.push(`schedule.warmup_steps=${Math.floor(config.max_steps / 10)}`);
-    config = loadTrainConfig(args.config, sets);
   } catch (error) {
-    if (error instanceof TrainConfigError) throw new UsageError(error.message);
-    throw error;
+    // A --steps shorter than the config's warm-up: warm up over the first tenth instead.
+    const warmupTooLong = error instanceof TrainConfigError && args.steps !== undefined && error.problems.every((p) => p.key === 'schedule.warmup_steps');
+    if (!warmupTooLong) throw error instanceof TrainConfigError ? new UsageError(error.message) : error;
+    config = loadTrainConfig(args.config, [...sets, `schedule.warmup_steps=${Math.floor(args.steps! / 10)}`]);
   }
   const say = (line: string) => process.stderr.write(`${line}\n`);
   say(`demo: ${config.objective} + ${config.electra.embedding_sharing} pretraining of configs/${path.basename(args.config)} on ${args.data.join(', ')} for ${config.max_steps} steps`);
