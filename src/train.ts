@@ -5,7 +5,6 @@
 // SIGINT / SIGTERM stop after the current step with a checkpoint (exit 130 / 143); --resume auto continues.
 import { createCli, runCli, stringOption, listOption, integerOption, UsageError } from './cli/args';
 import { loadTrainConfig, TrainConfigError } from './pretrain/config';
-import { train } from './pretrain/trainer';
 
 const cli = createCli('train.js', 'Pretrain a DeBERTa-V3 the CamemBERTa way (ELECTRA replaced-token detection with gradient-disentangled embedding sharing), or with masked-LM, from a JSON config.')
   .option('config', stringOption('training config, JSON (keys: docs/CONFIG.md; examples in configs/)', { demandOption: true }))
@@ -36,6 +35,8 @@ void runCli(cli, async (args) => {
   const resume = args.resume === undefined ? null : args.resume === '' ? 'auto' : String(args.resume);
   try {
     const config = loadTrainConfig(args.config, sets);
+    // Loaded once the config is known to be valid: the trainer brings libtorch (about 0.4 s).
+    const { train } = await import('./pretrain/trainer');
     const result = await train({ config, source: args.config, resume });
     if (result.status !== 'done') {
       process.stderr.write(`train.js: stopped by ${result.status} at step ${result.step}; continue with --resume auto\n`);
