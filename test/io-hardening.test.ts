@@ -37,9 +37,16 @@ function runNode(script: string, args: string[], onOutput: (text: string) => voi
 // ---- item 6: one atomic-write helper, safe under concurrent writers ---------------------------
 
 test('temporary names are random, not pid-based', () => {
-  const names = new Set(Array.from({ length: 1000 }, () => path.basename(temporarySibling(path.join(root, 'x.bin'), 'tmp'))));
-  assert.is(names.size, 1000);
-  for (const name of names) assert.not.ok(name.includes(String(process.pid)), name);
+  // A pid of 9 distinctive digits: a real pid (4-5 digits) turns up in random hex by chance.
+  const realPid = Object.getOwnPropertyDescriptor(process, 'pid')!;
+  Object.defineProperty(process, 'pid', { value: 987654321, configurable: true });
+  try {
+    const names = new Set(Array.from({ length: 1000 }, () => path.basename(temporarySibling(path.join(root, 'x.bin'), 'tmp'))));
+    assert.is(names.size, 1000);
+    for (const name of names) assert.not.ok(name.includes('987654321'), name);
+  } finally {
+    Object.defineProperty(process, 'pid', realPid);
+  }
 });
 
 test('8 concurrent savePretrained into one new directory, all with the same pid: none fails, the result loads', async () => {
