@@ -3,27 +3,16 @@
 // object maps 1:1 onto config.json. Absent fields take the default HF's *modeling code* uses
 // (e.g. share_att_key false, position_buckets -1, norm_rel_ebd "none", no conv layer) — not
 // CamemBERTa's settings; those live in src/models/presets.ts and are written out explicitly.
-import { Activation, ConfigReader, SIZE_LIMITS, describeValue, encoderConfigToJson, readEncoderFields, readJsonFile } from '../config-json';
+import { Activation, ConfigReader, EncoderFields, SIZE_LIMITS, describeValue, encoderConfigToJson, readEncoderFields, readJsonFile } from '../config-json';
 
 export type PositionAttentionType = 'c2p' | 'p2c';
 
-export interface DebertaV2Config {
+/** The shared fields (EncoderFields) plus those of DebertaV2. */
+export interface DebertaV2Config extends EncoderFields {
   model_type: 'deberta-v2';
-  architectures: string[] | null;
 
-  vocab_size: number;
-  hidden_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  intermediate_size: number;
-  hidden_act: Activation;
-  hidden_dropout_prob: number;
-  attention_probs_dropout_prob: number;
-  max_position_embeddings: number;
   /** 0: no token_type_embeddings. */
   type_vocab_size: number;
-  initializer_range: number;
-  layer_norm_eps: number;
 
   relative_attention: boolean;
   /** < 1 means max_position_embeddings (see debertaDerived). */
@@ -58,9 +47,6 @@ export interface DebertaV2Config {
   eos_token_id: number | number[] | null;
   /** true: the `cls.predictions` masked-LM head (the one CamemBERTa's generator uses). */
   legacy: boolean;
-  tie_word_embeddings: boolean;
-  /** Parameter dtype name ("float32"...); older files call it torch_dtype. */
-  dtype: string | null;
 
   /** Keys we do not interpret (id2label, transformers_version...), written back unchanged. */
   extra: Record<string, unknown>;

@@ -1,27 +1,18 @@
 // RobertaConfig: the fields transformers' RobertaConfig (5.18) declares and modeling_roberta.py
 // reads, with HF's names and defaults. Only the encoder (RobertaModel / RobertaForMaskedLM) is
 // supported, so decoder settings must stay off.
-import { Activation, ConfigReader, SIZE_LIMITS, encoderConfigToJson, readEncoderFields, readJsonFile } from '../config-json';
+import { ConfigReader, EncoderFields, SIZE_LIMITS, encoderConfigToJson, readEncoderFields, readJsonFile } from '../config-json';
 
-export interface RobertaConfig {
+/** The shared fields (EncoderFields) plus those of Roberta. */
+export interface RobertaConfig extends EncoderFields {
   model_type: 'roberta';
-  architectures: string[] | null;
 
-  vocab_size: number;
-  hidden_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  intermediate_size: number;
-  hidden_act: Activation;
-  hidden_dropout_prob: number;
-  attention_probs_dropout_prob: number;
-  /** Positions count from pad_token_id + 1, so sequences hold at most this - pad_token_id - 1 tokens. */
-  max_position_embeddings: number;
   type_vocab_size: number;
-  initializer_range: number;
-  layer_norm_eps: number;
 
-  /** Also the padding_idx of word and position embeddings, and the base of position ids. */
+  /**
+   * Also the padding_idx of word and position embeddings, and the base of position ids: positions
+   * count from pad_token_id + 1, so sequences hold at most max_position_embeddings - pad_token_id - 1 tokens.
+   */
   pad_token_id: number;
   bos_token_id: number | null;
   eos_token_id: number | number[] | null;
@@ -30,8 +21,6 @@ export interface RobertaConfig {
   classifier_dropout: number | null;
   is_decoder: boolean;
   add_cross_attention: boolean;
-  tie_word_embeddings: boolean;
-  dtype: string | null;
 
   extra: Record<string, unknown>;
 }
