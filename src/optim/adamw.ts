@@ -2,8 +2,8 @@
 // kernel: one dispatcher call per parameter group and step, no per-tensor temporaries. A step the
 // loss scaler flags (foundInf = 1) is skipped inside the kernel, and the step counters are rolled
 // back on the device as torch.optim does, so skipping needs no host synchronisation.
-import { Tensor, aten, callOp, zerosLike, zeros, noGrad, tidy, keep, dispose, foreach } from '../tensor';
-import { Optimizer, StepOptions, checkOptimizerKind, checkStateTensors, copyStateTensors, trainableParameters } from './optimizer';
+import { Tensor, aten, callOp, zeros, noGrad, tidy, keep, dispose, foreach } from '../tensor';
+import { AdamMoments, Optimizer, StepOptions, zeroMoments, checkOptimizerKind, checkStateTensors, copyStateTensors, trainableParameters } from './optimizer';
 
 const fusedAdamW = aten('_fused_adamw_');
 
@@ -21,13 +21,7 @@ export function isBiasOrLayerNorm(name: string): boolean {
   return name.endsWith('.bias') || /layer_?norm/i.test(name);
 }
 
-interface ParameterGroup {
-  names: string[];
-  params: Tensor[];
-  expAvg: Tensor[];
-  expAvgSq: Tensor[];
-  /** Per-parameter step counts, float32 0-dim on the parameter's device (what the fused kernel reads). */
-  steps: Tensor[];
+interface ParameterGroup extends AdamMoments {
   weightDecay: number;
 }
 
@@ -45,14 +39,7 @@ export class AdamW implements Optimizer {
     const decay: [string, Tensor][] = [];
     const plain: [string, Tensor][] = [];
     for (const entry of trainableParameters(namedParameters, 'AdamW')) (exempt(entry[0]) ? plain : decay).push(entry);
-    const group = (entries: [string, Tensor][], weightDecay: number): ParameterGroup => noGrad(() => ({
-      names: entries.map(([name]) => name),
-      params: entries.map(([, p]) => p),
-      expAvg: entries.map(([, p]) => keep(zerosLike(p))),
-      expAvgSq: entries.map(([, p]) => keep(zerosLike(p))),
-      steps: entries.map(([, p]) => keep(zeros([], { device: p.device }))),
-      weightDecay,
-    }));
+    const group = (entries: [string, Tensor][], weightDecay: number): ParameterGroup => ({ ...zeroMoments(entries), weightDecay });
     this.groups = [group(decay, this.options.weightDecay), group(plain, 0)].filter((g) => g.params.length > 0);
     const device = this.groups[0]?.params[0].device ?? 'cpu';
     this.completedSteps = keep(zeros([], { device }));

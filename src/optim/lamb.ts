@@ -9,9 +9,9 @@
 // Each parameter group is updated by a fixed number of multi-tensor calls (libtorch's fused Adam
 // kernel for the moments and m_hat / (sqrt(v_hat) + eps), then _foreach_ ops); the trust ratios
 // are computed for the whole group as one vector, so nothing reads back to the host.
-import { Tensor, aten, callOp, emptyLike, foreach, keep, noGrad, stack, tidy, where, zeros, zerosLike, dispose } from '../tensor';
+import { Tensor, aten, callOp, emptyLike, foreach, noGrad, stack, tidy, where, dispose } from '../tensor';
 import { isBiasOrLayerNorm } from './adamw';
-import { Optimizer, StepOptions, checkOptimizerKind, checkStateTensors, copyStateTensors, trainableParameters } from './optimizer';
+import { AdamMoments, Optimizer, StepOptions, zeroMoments, checkOptimizerKind, checkStateTensors, copyStateTensors, trainableParameters } from './optimizer';
 
 const fusedAdam = aten('_fused_adam_');
 
@@ -28,13 +28,8 @@ export interface LambOptions {
   excludeFromDecayAndAdaptation?: (name: string) => boolean;
 }
 
-interface LambGroup {
-  names: string[];
-  params: Tensor[];
-  expAvg: Tensor[];
-  expAvgSq: Tensor[];
-  /** The global step as float32 0-dim tensors, one per parameter: what the fused kernel reads. Derived from stepCount, not saved. */
-  steps: Tensor[];
+/** `steps` hold the global step (what the fused kernel reads), derived from stepCount, not saved. */
+interface LambGroup extends AdamMoments {
   /** Weight decay and trust ratio both apply (the two exclusions are one list in CamemBERTa's recipe). */
   adapted: boolean;
 }
@@ -67,14 +62,7 @@ export class Lamb implements Optimizer {
       }
       (excluded(name) ? plain : adapted).push([name, parameter]);
     }
-    const group = (entries: [string, Tensor][], isAdapted: boolean): LambGroup => noGrad(() => ({
-      names: entries.map(([name]) => name),
-      params: entries.map(([, p]) => p),
-      expAvg: entries.map(([, p]) => keep(zerosLike(p))),
-      expAvgSq: entries.map(([, p]) => keep(zerosLike(p))),
-      steps: entries.map(([, p]) => keep(zeros([], { device: p.device }))),
-      adapted: isAdapted,
-    }));
+    const group = (entries: [string, Tensor][], isAdapted: boolean): LambGroup => ({ ...zeroMoments(entries), adapted: isAdapted });
     this.groups = [group(adapted, true), group(plain, false)].filter((g) => g.params.length > 0);
   }
 

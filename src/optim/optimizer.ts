@@ -1,6 +1,6 @@
 // What the trainer needs of an optimizer, and the bookkeeping every optimizer here shares:
 // naming its parameters and checking a saved state against its own before loading it.
-import { Tensor, foreach, noGrad } from '../tensor';
+import { Tensor, foreach, noGrad, keep, zeros, zerosLike } from '../tensor';
 
 export interface StepOptions {
   /** 0-dim float tensor from DynamicLossScaler.unscale: 1 skips the whole update (state untouched, step count not advanced). */
@@ -68,4 +68,24 @@ export function checkOptimizerKind(json: Record<string, unknown>, kind: string, 
   if (json.optimizer !== kind) {
     throw new Error(`${who}.loadState: state key 'optimizer' is ${JSON.stringify(json.optimizer)}, expected '${kind}'`);
   }
+}
+
+/** The Adam moments both optimizers keep per parameter, and the 0-dim step tensors their fused kernel reads. */
+export interface AdamMoments {
+  names: string[];
+  params: Tensor[];
+  expAvg: Tensor[];
+  expAvgSq: Tensor[];
+  steps: Tensor[];
+}
+
+/** Zeroed moments and step counts (kept: they live until the optimizer is disposed) for named parameters. */
+export function zeroMoments(entries: readonly [string, Tensor][]): AdamMoments {
+  return noGrad(() => ({
+    names: entries.map(([name]) => name),
+    params: entries.map(([, p]) => p),
+    expAvg: entries.map(([, p]) => keep(zerosLike(p))),
+    expAvgSq: entries.map(([, p]) => keep(zerosLike(p))),
+    steps: entries.map(([, p]) => keep(zeros([], { device: p.device }))),
+  }));
 }
