@@ -15,6 +15,8 @@ const cli = createCli('train.js', 'Pretrain a DeBERTa-V3 the CamemBERTa way (ELE
   .option('save-every', integerOption('--save-every', 'checkpoint every N steps, 0: only at the end and on SIGINT/SIGTERM (overrides checkpoint.every)', { min: 0 }))
   .option('seed', integerOption('--seed', 'random seed of initialisation, data order, masking and sampling (overrides seed)', { min: 0 }))
   .option('resume', { type: 'string', describe: '"auto" (also the flag alone): continue from the newest complete checkpoint in the output directory, or start if there is none; a path: continue from that checkpoint or run' })
+  .option('init-discriminator', stringOption('continued pretraining: a HF DebertaV2Model / ForMaskedLM directory to start the discriminator (or the mlm model) from; the architecture then comes from its config.json (overrides init.discriminator)'))
+  .option('init-generator', stringOption('a HF DebertaV2ForMaskedLM directory to start the generator from; default: fresh at model.generator\'s ratios (overrides init.generator)'))
   .option('set', listOption('config overrides key.path=value, the value parsed as JSON when it parses (e.g. --set optimizer.lr=1e-3 --set precision=bfloat16)'))
   .example('$0 --config configs/tiny.json --data data/demo/fr-demo.txt', 'a tiny ELECTRA + GDES run on CPU in minutes')
   .example('$0 --config configs/p1_base_1gpu.json --data shards/ --resume auto', 'phase 1 of CamemBERTa-base, resumable');
@@ -30,6 +32,8 @@ void runCli(cli, async (args) => {
   put('max_steps', args['max-steps']);
   put('checkpoint.every', args['save-every']);
   put('seed', args.seed);
+  put('init.discriminator', args['init-discriminator']);
+  put('init.generator', args['init-generator']);
   // --set comes last, so it wins over the flags above.
   sets.push(...(args.set ?? []).map(String));
   const resume = args.resume === undefined ? null : args.resume === '' ? 'auto' : String(args.resume);
