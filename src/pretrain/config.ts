@@ -136,6 +136,15 @@ export const trainConfigSchema = z.object({
     /** A tensor whose shape differs from the model's keeps its overlapping block (the rest fresh) instead of being an error. */
     allow_resize: z.boolean().default(false),
   }).strict().prefault({}),
+  /** Several processes (launch.js, torchrun, SLURM): docs/DISTRIBUTED.md. Ignored by one process. */
+  distributed: z.object({
+    /** gloo between CPU processes, nccl between GPUs; auto: nccl on CUDA, else gloo. */
+    backend: z.enum(['auto', 'gloo', 'nccl']).default('auto'),
+    /** A rendezvous or collective that waits longer than this fails, naming the ranks it waited for (rank 0's checkpoint writes and evaluation count too). */
+    timeout_s: z.number().positive().default(600),
+    /** Gradients are all-reduced in buckets of this size, each as soon as backward has filled it. */
+    bucket_cap_mb: z.number().positive().default(25),
+  }).strict().prefault({}),
   export: z.object({
     at_end: z.boolean().default(true),
     /** Also write pytorch_model.bin. */
@@ -151,6 +160,7 @@ export const RESUMABLE_KEYS = [
   'max_steps', 'schedule.total_steps', 'threads', 'output_dir', 'data.path', 'data.eval_path',
   'logging.every', 'logging.tensorboard', 'logging.progress', 'eval.every', 'eval.batches',
   'checkpoint.every', 'checkpoint.keep', 'export.at_end', 'export.pytorch_bin', 'device',
+  'distributed.backend', 'distributed.timeout_s', 'distributed.bucket_cap_mb',
 ];
 
 export interface ConfigProblem {

@@ -12,8 +12,9 @@ export interface DataParallel {
   leaderFirst<T>(what: string, lead: () => Promise<T>, follow: () => Promise<T>): Promise<T>;
   /** Every rank must train with the same config: a difference is an error naming the keys. */
   checkSameConfig(config: TrainConfig, source: string): Promise<void>;
-  /** Rank 0's values into every rank's tensors (initial or restored weights). */
-  broadcastFromLeader(tensors: Tensor[]): Promise<void>;
+  /** The parameters to train: rank 0's values are copied into every rank's (initial or restored
+   *  weights), and their gradients are averaged from then on. */
+  adoptParameters(parameters: Tensor[]): Promise<void>;
   /** Before the backward of the last micro-batch of a step: its gradients are to be averaged. */
   prepareForBackward(): void;
   /** After that backward: every parameter's gradient is the average over the ranks. */
@@ -35,7 +36,7 @@ export const singleProcess: DataParallel = {
   worldSize: 1,
   leaderFirst: (_what, lead) => lead(),
   checkSameConfig: async () => {},
-  broadcastFromLeader: async () => {},
+  adoptParameters: async () => {},
   prepareForBackward: () => {},
   finishGradients: async () => {},
   allReduce: async () => {},
@@ -44,3 +45,117 @@ export const singleProcess: DataParallel = {
   stats: () => ({ waitMs: 0, bucketsDuringBackward: 0, buckets: 0 }),
   close: () => {},
 };
+
+// ---- several processes, over c10d ---------------------------------------------------------------
+
+/** What src/dist's process group offers the trainer (structural, so this file stays the trainer's view). */
+export interface ProcessGroupLike {
+  readonly rank: number;
+  readonly worldSize: number;
+  allReduce(tensors: Tensor[], op?: 'sum' | 'avg' | 'max' | 'min'): Promise<void>;
+  broadcast(tensors: Tensor[], root?: number): Promise<void>;
+  barrier(): Promise<void>;
+  store: { set(key: string, value: string): Promise<void>; get(key: string): Promise<string>; add(key: string, amount: number): Promise<number> };
+}
+
+export interface GradientReducerLike {
+  prepareForBackward(): void;
+  finish(): Promise<void>;
+  readonly stats: { bucketsLaunchedDuringBackward: number; buckets: number; waitMs: number };
+}
+
+export interface DataParallelOptions {
+  /** Distinguishes the keys of one attempt from those of an earlier one in a store that outlives
+   *  restarts (torchrun's agent store): TORCHELASTIC_RESTART_COUNT. */
+  attempt: number;
+  /** How often a waiting rank looks at the store while rank 0 prepares the data. */
+  pollMs?: number;
+}
+
+export class ConfigMismatchError extends Error {}
+
+/** The trainer's DataParallel over a process group, and a gradient reducer it builds on the parameters. */
+export function createDataParallel(pg: ProcessGroupLike, createReducer: (parameters: Tensor[]) => GradientReducerLike,
+  options: DataParallelOptions, differingKeys: (a: TrainConfig, b: TrainConfig) => string[]): DataParallel {
+  let reducer: GradientReducerLike | null = null;
+  const reducerOrFail = () => {
+    if (!reducer) throw new Error('DataParallel: adoptParameters() first');
+    return reducer;
+  };
+  const key = (name: string) => `camemberta/attempt-${options.attempt}/${name}`;
+  const pollMs = options.pollMs ?? 200;
+  let waitMs = 0;
+  const timed = async <T>(promise: Promise<T>): Promise<T> => {
+    const started = Date.now();
+    try {
+      return await promise;
+    } finally {
+      waitMs += Date.now() - started;
+    }
+  };
+  let stopRequested = false;
+  let stopAt = 0;
+  return {
+    rank: pg.rank,
+    worldSize: pg.worldSize,
+    async leaderFirst(what, lead, follow) {
+      const done = key(`lead/${what}`);
+      if (pg.rank === 0) {
+        try {
+          const out = await lead();
+          await pg.store.set(`${done}/outcome`, 'ok');
+          await pg.store.add(done, 1);
+          return out;
+        } catch (error) {
+          await pg.store.set(`${done}/outcome`, `rank 0 failed in ${what}: ${(error as Error).message}`).catch(() => {});
+          await pg.store.add(done, 1).catch(() => {});
+          throw error;
+        }
+      }
+      // Not a store get with the collective timeout: preparing a corpus may take hours. Rank 0 dying
+      // ends the wait too, as the store (hosted by rank 0 or the launcher's agent) stops answering.
+      while ((await pg.store.add(done, 0)) === 0) await new Promise((resolve) => setTimeout(resolve, pollMs));
+      const outcome = await pg.store.get(`${done}/outcome`);
+      if (outcome !== 'ok') throw new Error(outcome);
+      return follow();
+    },
+    async checkSameConfig(config, source) {
+      if (pg.rank === 0) await pg.store.set(key('config'), JSON.stringify(config));
+      const reference = JSON.parse(await pg.store.get(key('config'))) as TrainConfig;
+      // output_dir may be spelled differently per node (a relative path); everything else must agree.
+      const differing = differingKeys(reference, config).filter((k) => k !== 'output_dir');
+      await pg.store.set(key(`config-diff/${pg.rank}`), JSON.stringify(differing));
+      const problems: string[] = [];
+      for (let r = 1; r < pg.worldSize; r++) {
+        const keys = JSON.parse(await pg.store.get(key(`config-diff/${r}`))) as string[];
+        if (keys.length) problems.push(`rank ${r} differs from rank 0 in ${keys.join(', ')}`);
+      }
+      if (problems.length) throw new ConfigMismatchError(`${source}: the ranks were given different configs: ${problems.join('; ')}`);
+    },
+    async adoptParameters(parameters) {
+      await timed(pg.broadcast(parameters, 0));
+      reducer = createReducer(parameters);
+    },
+    prepareForBackward: () => reducerOrFail().prepareForBackward(),
+    finishGradients: () => timed(reducerOrFail().finish()),
+    allReduce: (tensors, op) => timed(pg.allReduce(tensors, op)),
+    async stopAfter(completedStep, requestedHere) {
+      // Rank 0 decides the step every rank stops after (the next one), so that no rank waits in a
+      // collective for a rank that has stopped: ranks are at most one step apart (each step's
+      // gradient all-reduce needs all of them), so every rank can still reach that step.
+      if (requestedHere && !stopRequested) {
+        stopRequested = true;
+        if (pg.rank !== 0) await pg.store.add(key('stop-request'), 1);
+      }
+      if (pg.rank === 0 && stopAt === 0 && (stopRequested || (await pg.store.add(key('stop-request'), 0)) > 0)) {
+        stopAt = completedStep + 1;
+        await pg.store.add(key('stop-at'), stopAt);
+      }
+      if (pg.rank !== 0 && stopAt === 0) stopAt = await pg.store.add(key('stop-at'), 0);
+      return stopAt > 0 && completedStep >= stopAt;
+    },
+    barrier: () => timed(pg.barrier()),
+    stats: () => ({ waitMs, bucketsDuringBackward: reducer?.stats.bucketsLaunchedDuringBackward ?? 0, buckets: reducer?.stats.buckets ?? 0 }),
+    close: () => {},
+  };
+}

@@ -50,6 +50,8 @@ export interface ProcessContext {
   worldSize: number;
   localRank: number;
   localWorldSize: number;
+  /** Intra-op threads when the config's `threads` is 0 (the launcher's share of the cores). */
+  cpuThreads?: number;
 }
 
 export interface TrainOptions {
@@ -281,7 +283,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const special = tokenizer.special.ids;
 
   // 3. Model, optimizer, loss scaler, random streams.
-  setNumThreads(config.threads || Math.max(1, Math.floor(os.cpus().length / context.localWorldSize)));
+  setNumThreads(config.threads || context.cpuThreads || Math.max(1, Math.floor(os.cpus().length / context.localWorldSize)));
   manualSeed(config.seed);
   const initGenerator = new Generator({ seed: config.seed });
   const trained = initialised?.model ?? createPretrainingModel(config, modelConfigs, { generator: initGenerator, init: 'truncated' });
@@ -354,7 +356,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     say(`train: weights and optimizer state from ${initFrom}; step and schedule start again`);
   }
   // Every rank starts from rank 0's weights (they are equal already when seeded alike; this makes it so).
-  await parallel.broadcastFromLeader(parameters);
+  await parallel.adoptParameters(parameters);
   const loader = PretrainingLoader.open(loaderConfig('train', trainData.dir, config.seed), loaderState);
   const evalSplit = evalSource ? 'train' : 'held-out';
   const evaluationPossible = config.eval.every > 0 && (evalSource !== null || (trainData.manifest.counts.heldOutDocuments ?? 0) > 0);
