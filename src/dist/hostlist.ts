@@ -10,7 +10,8 @@ export class HostlistError extends Error {
   override name = 'HostlistError';
 }
 
-type Piece = string | string[];
+/** A literal, or the numbers of a bracket: ranges [from, to] each padded to the width of its lower bound. */
+type Piece = string | Array<{ from: number; to: number; width: number }>;
 
 /** Splits at the commas outside brackets. */
 function topLevelItems(list: string): string[] {
@@ -35,18 +36,16 @@ function topLevelItems(list: string): string[] {
   return items.map((item) => item.trim());
 }
 
-function expandRange(list: string, body: string): string[] {
-  const values: string[] = [];
-  for (const part of body.split(',')) {
+function parseRanges(list: string, body: string): Piece {
+  return body.split(',').map((part) => {
     const match = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
     if (!match) throw new HostlistError(`host list "${list}": "${part}" in [${body}] is not a number or a range a-b`);
     const [, low, high] = match;
     const from = Number(low);
     const to = high === undefined ? from : Number(high);
     if (to < from) throw new HostlistError(`host list "${list}": range ${part} runs backwards`);
-    for (let n = from; n <= to; n += 1) values.push(String(n).padStart(low.length, '0'));
-  }
-  return values;
+    return { from, to, width: low.length };
+  });
 }
 
 function pieces(list: string, item: string): Piece[] {
@@ -55,7 +54,7 @@ function pieces(list: string, item: string): Piece[] {
   let last = 0;
   for (const match of item.matchAll(pattern)) {
     if (match.index! > last) result.push(item.slice(last, match.index));
-    result.push(expandRange(list, match[1]));
+    result.push(parseRanges(list, match[1]));
     last = match.index! + match[0].length;
   }
   if (last < item.length) result.push(item.slice(last));
@@ -71,7 +70,9 @@ function* product(parts: Piece[], index = 0, prefix = ''): Generator<string> {
   if (typeof part === 'string') {
     yield* product(parts, index + 1, prefix + part);
   } else {
-    for (const value of part) yield* product(parts, index + 1, prefix + value);
+    for (const { from, to, width } of part) {
+      for (let n = from; n <= to; n += 1) yield* product(parts, index + 1, prefix + String(n).padStart(width, '0'));
+    }
   }
 }
 
