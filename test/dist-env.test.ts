@@ -212,6 +212,9 @@ test('devices: cuda:LOCAL_RANK; CUDA_VISIBLE_DEVICES decides how many there are'
   assert.is(cudaDeviceForLocalRank(0), 'cuda:0');
   assert.is(cudaDeviceForLocalRank(3, 4), 'cuda:3');
   throwsEnv(() => cudaDeviceForLocalRank(2, 2), 'LOCAL_RANK', 'LOCAL_RANK=2 has no GPU: 2 visible');
+  throwsEnv(() => cudaDeviceForLocalRank(1, 0), 'LOCAL_RANK', 'LOCAL_RANK=1 has no GPU: 0 visible');
+  // One GPU bound to each task (srun --gpus-per-task=1): every local rank's only GPU is cuda:0.
+  assert.is(cudaDeviceForLocalRank(3, 1), 'cuda:0');
   assert.is(countVisibleDevices(undefined, 4), 4);
   assert.is(countVisibleDevices('2,3', 4), 2);
   assert.is(countVisibleDevices('', 4), 0);

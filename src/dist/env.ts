@@ -268,10 +268,13 @@ export function cpuThreadsPerRank(localWorldSize: number, cores: number = availa
 
 /**
  * The CUDA device of a local rank: cuda:LOCAL_RANK, as torchrun does (CUDA_VISIBLE_DEVICES is left
- * as it is, so device k is the k-th visible GPU). With `visibleDevices`, a rank beyond them is an error.
+ * as it is, so device k is the k-th visible GPU). With `visibleDevices`: exactly one visible GPU is
+ * this rank's own (a scheduler bound one to each task, as SLURM's --gpus-per-task=1 does): cuda:0;
+ * otherwise a rank beyond the visible GPUs is an error.
  */
 export function cudaDeviceForLocalRank(localRank: number, visibleDevices?: number): `cuda:${number}` {
   if (!Number.isSafeInteger(localRank) || localRank < 0) throw new DistributedEnvError('LOCAL_RANK', `LOCAL_RANK=${localRank} is not an integer >= 0`);
+  if (visibleDevices === 1) return 'cuda:0';
   if (visibleDevices !== undefined && localRank >= visibleDevices) {
     throw new DistributedEnvError('LOCAL_RANK', `LOCAL_RANK=${localRank} has no GPU: ${visibleDevices} visible (start at most one rank per GPU on a node)`);
   }
