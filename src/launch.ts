@@ -176,7 +176,7 @@ export function workerEnv(plan: LaunchPlan, localRank: number, restartCount: num
 // ---- Output ----
 
 /** Copies a rank's stream line by line with a prefix; a last line without newline is completed at the end. */
-class PrefixedLines {
+export class PrefixedLines {
   private pending: Buffer[] = [];
 
   constructor(private readonly prefix: Buffer, private readonly write: (chunk: Buffer) => void) {}
@@ -242,6 +242,7 @@ class Attempt {
   failure: Failure | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
   private interrupted = false;
+  private finished = false;
   readonly done: Promise<Failure | null>;
   private resolveDone!: (failure: Failure | null) => void;
 
@@ -329,6 +330,8 @@ class Attempt {
   }
 
   kill(): void {
+    // After finish() the groups are gone and their ids may be reused: leave them alone.
+    if (this.finished) return;
     for (const entry of this.ranks) signalGroup(entry.process.pid, 'SIGKILL');
   }
 
@@ -347,6 +350,7 @@ class Attempt {
       entry.process.stdout?.destroy();
       entry.process.stderr?.destroy();
     }
+    this.finished = true;
     this.resolveDone(this.failure);
   }
 }

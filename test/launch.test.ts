@@ -8,6 +8,7 @@ import * as path from 'path';
 import { spawn, spawnSync } from 'child_process';
 import { repoRoot } from './helpers/python';
 import { cpuThreadsPerRank } from '../src/dist/env';
+import { PrefixedLines } from '../src/launch';
 
 const LAUNCH = path.join(repoRoot, 'build', 'ts', 'src', 'launch.js');
 const CHILD = path.join(repoRoot, 'build', 'ts', 'test', 'helpers', 'launch-child.js');
@@ -163,6 +164,19 @@ test('inside an srun step with one task per node: the layout comes from SLURM', 
   const many = launchSync(['--nproc-per-node', '2', CHILD], { ...slurm, SLURM_STEP_NUM_TASKS: '8' });
   assert.is(many.code, 2);
   assert.match(many.stderr, 'one task per node');
+});
+
+test('PrefixedLines: lines split across chunks come out whole, several in a chunk one by one, UTF-8 intact', () => {
+  const written: string[] = [];
+  const lines = new PrefixedLines(Buffer.from('[rank 3] '), (chunk) => written.push(chunk.toString('utf8')));
+  const text = Buffer.from('é1\nab');
+  lines.push(text.subarray(0, 1)); // half of the é
+  lines.push(text.subarray(1));
+  lines.push(Buffer.from('c\nd\n\ne'));
+  assert.equal(written, ['[rank 3] é1\n', '[rank 3] abc\n', '[rank 3] d\n', '[rank 3] \n']);
+  lines.end();
+  lines.end();
+  assert.equal(written.slice(4), ['[rank 3] e\n']);
 });
 
 test('every line is prefixed with its rank, on the stream it was written to; a last partial line is completed', () => {
