@@ -315,7 +315,11 @@ class Attempt {
   private stopOthers(): void {
     const live = this.live();
     if (live.length === 0) return;
-    for (const entry of live) signalGroup(entry.process.pid, 'SIGTERM');
+    for (const entry of live) {
+      signalGroup(entry.process.pid, 'SIGTERM');
+      // A stopped rank (SIGSTOP, a debugger) would hold its SIGTERM until the SIGKILL.
+      signalGroup(entry.process.pid, 'SIGCONT');
+    }
     this.graceTimer = setTimeout(() => {
       const left = this.live();
       if (left.length) say(`rank(s) ${left.map((e) => e.rank).join(', ')} still running ${this.plan.graceMs / 1000} s after SIGTERM: SIGKILL`);

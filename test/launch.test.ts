@@ -48,8 +48,11 @@ async function waitFor(what: string, ready: () => boolean): Promise<void> {
   }
 }
 
+const tempDirs: string[] = [];
 function tempDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'launch-test-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'launch-test-'));
+  tempDirs.push(dir);
+  return dir;
 }
 
 function noted(dir: string, name: string, rank: number, restart = 0): string | null {
@@ -199,6 +202,18 @@ test('a failing rank stops the others (SIGTERM) and the launcher exits with its 
   assert.match(result.stderr, 'no restarts allowed');
   assert.ok(noted(dir, 'SIGTERM', 0), 'rank 0 got SIGTERM');
   assert.ok(noted(dir, 'SIGTERM', 2), 'rank 2 got SIGTERM');
+});
+
+test('a stopped rank (SIGSTOP) is continued so that it sees the SIGTERM when another fails', async () => {
+  const dir = tempDir();
+  const run = launch(['--nproc-per-node', '2', '--grace-period', '600', CHILD, '--dir', dir, '--wait']);
+  await waitFor('both ranks to start', () => Boolean(noted(dir, 'ready', 0) && noted(dir, 'ready', 1)));
+  process.kill(Number(noted(dir, 'ready', 0)), 'SIGSTOP');
+  process.kill(Number(noted(dir, 'ready', 1)), 'SIGKILL');
+  const result = await run.done;
+  assert.is(result.code, 137, result.stderr);
+  assert.ok(noted(dir, 'SIGTERM', 0), 'the stopped rank handled SIGTERM');
+  assert.not.match(result.stderr, 'still running', 'rank 0 stopped by itself, not by the SIGKILL after the grace period');
 });
 
 test('a rank that ignores SIGTERM is killed after --grace-period', () => {
@@ -366,5 +381,7 @@ test('under OAR, a host missing from OAR_NODEFILE is an error naming it', () => 
   assert.is(given.code, 0, given.stderr);
   assert.is(envByRank(given.stdout).get(1)!.variables.CAMEMBERTA_LAUNCHER, 'flags');
 });
+
+test.after(() => { for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true }); });
 
 test.run();
