@@ -144,6 +144,8 @@ export const trainConfigSchema = z.object({
     timeout_s: z.number().positive().default(600),
     /** Gradients are all-reduced in buckets of this size, each as soon as backward has filled it. */
     bucket_cap_mb: z.number().positive().default(25),
+    /** false: one all-reduce of all gradients after backward instead of buckets during it (for measuring; slower). */
+    overlap: z.boolean().default(true),
   }).strict().prefault({}),
   export: z.object({
     at_end: z.boolean().default(true),
@@ -160,7 +162,7 @@ export const RESUMABLE_KEYS = [
   'max_steps', 'schedule.total_steps', 'threads', 'output_dir', 'data.path', 'data.eval_path',
   'logging.every', 'logging.tensorboard', 'logging.progress', 'eval.every', 'eval.batches',
   'checkpoint.every', 'checkpoint.keep', 'export.at_end', 'export.pytorch_bin', 'device',
-  'distributed.backend', 'distributed.timeout_s', 'distributed.bucket_cap_mb',
+  'distributed.backend', 'distributed.timeout_s', 'distributed.bucket_cap_mb', 'distributed.overlap',
 ];
 
 export interface ConfigProblem {

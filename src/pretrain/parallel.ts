@@ -70,14 +70,21 @@ export interface DataParallelOptions {
   attempt: number;
   /** How often a waiting rank looks at the store while rank 0 prepares the data. */
   pollMs?: number;
+  /** false: no bucketed reduction during backward, one all-reduce of every gradient after it
+   *  (what the overlap buys, measured by bench:dist). */
+  overlap?: boolean;
 }
 
-export class ConfigMismatchError extends Error {}
+export class ConfigMismatchError extends Error {
+  override name = 'ConfigMismatchError';
+}
 
 /** The trainer's DataParallel over a process group, and a gradient reducer it builds on the parameters. */
 export function createDataParallel(pg: ProcessGroupLike, createReducer: (parameters: Tensor[]) => GradientReducerLike,
   options: DataParallelOptions, differingKeys: (a: TrainConfig, b: TrainConfig) => string[]): DataParallel {
   let reducer: GradientReducerLike | null = null;
+  let adopted: Tensor[] | null = null;
+  const overlap = options.overlap ?? true;
   const reducerOrFail = () => {
     if (!reducer) throw new Error('DataParallel: adoptParameters() first');
     return reducer;
@@ -134,10 +141,16 @@ export function createDataParallel(pg: ProcessGroupLike, createReducer: (paramet
     },
     async adoptParameters(parameters) {
       await timed(pg.broadcast(parameters, 0));
-      reducer = createReducer(parameters);
+      adopted = parameters;
+      if (overlap) reducer = createReducer(parameters);
     },
-    prepareForBackward: () => reducerOrFail().prepareForBackward(),
-    finishGradients: () => timed(reducerOrFail().finish()),
+    prepareForBackward: () => { if (overlap) reducerOrFail().prepareForBackward(); },
+    async finishGradients() {
+      if (overlap) return timed(reducerOrFail().finish());
+      if (!adopted) throw new Error('DataParallel: adoptParameters() first');
+      const grads = adopted.map((p) => p.grad).filter((g): g is Tensor => g !== null);
+      return timed(pg.allReduce(grads, 'avg'));
+    },
     allReduce: (tensors, op) => timed(pg.allReduce(tensors, op)),
     async stopAfter(completedStep, requestedHere) {
       // Rank 0 decides the step every rank stops after (the next one), so that no rank waits in a

@@ -448,6 +448,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let windowStart = Date.now();
   let windowTokens = resumedWindow.tokens;
   let windowMicroBatches = resumedWindow.microBatches;
+  let windowCommMs = parallel.stats().waitMs;
   let tokens = tokensBefore;
   let lastMetrics: Record<string, number> = {};
   // Counted after the first step: the models cache relative-position tables per sequence length.
@@ -502,6 +503,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           tokens_per_s: windowTokens / Math.max(seconds, 1e-9),
           elapsed_s: elapsedBefore + (Date.now() - started) / 1000,
         };
+        if (parallel.worldSize > 1) {
+          // The share of the window this rank spent waiting on communication that backward did not hide.
+          const comm = parallel.stats();
+          lastMetrics.comm_wait_share = (comm.waitMs - windowCommMs) / 1000 / Math.max(seconds, 1e-9);
+          windowCommMs = comm.waitMs;
+        }
         noGrad(() => statistics.zero_());
         windowStart = Date.now();
         windowTokens = 0;
