@@ -105,6 +105,12 @@ export function resolveDevice(config: TrainConfig, context: ProcessContext, sour
   if (!native.builtWithCuda || !cudaAvailable()) {
     throw new TrainConfigError(source, [{ key: 'device', message: native.builtWithCuda ? 'no CUDA device is available' : 'camemberta was built without CUDA' }]);
   }
+  // One GPU per local rank; a rank that sees a single GPU (srun --gpus-per-task=1) uses it.
+  const visible = native.deviceCount();
+  if (visible === 1) return 'cuda:0';
+  if (context.localRank >= visible) {
+    throw new TrainConfigError(source, [{ key: 'device', message: `local rank ${context.localRank} has no GPU of its own (${visible} visible): start at most ${visible} ranks per node` }]);
+  }
   return `cuda:${context.localRank}`;
 }
 
