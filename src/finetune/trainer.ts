@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Generator, manualSeed, setNumThreads, tidy, autocast, cudaAvailable, builtWithCuda, liveTensorCount } from '../tensor';
+import { Generator, manualSeed, setNumThreads, tidy, keep, zeros, noGrad, autocast, cudaAvailable, builtWithCuda, liveTensorCount } from '../tensor';
 import { Module } from '../nn';
 import { AdamW, DynamicLossScaler, clipGradNorm, gradNorm, learningRate } from '../optim';
 import { writeFileAtomicSyncFrom } from '../io/atomic';
@@ -161,12 +161,13 @@ async function trainTask(task: FinetuneTask, data: TaskData<TaskExample>, config
   const history: FinetuneResults['history'] = [];
   const started = Date.now();
   let step = 0;
-  let epochLoss = 0;
+  // The epoch's summed loss stays on the device: read once per epoch, not once per step.
+  const epochLoss = keep(zeros([], { device }));
   let liveAfterFirstStep = -1;
   try {
     for (let epoch = 1; epoch <= epochs && step < totalSteps; epoch++) {
       const order = new Random(config.seed, epoch).permutation(data.train.length);
-      epochLoss = 0;
+      noGrad(() => epochLoss.zero_());
       let epochSteps = 0;
       for (const batch of batchesOf(data.train, order, config.batch_size)) {
         if (step >= totalSteps) break;
@@ -180,6 +181,7 @@ async function trainTask(task: FinetuneTask, data: TaskData<TaskExample>, config
           encoderOptimizer.step(config.lr * factor, stepOptions);
           headOptimizer?.step((config.head_lr ?? config.lr) * factor, stepOptions);
           scaler.update(foundInf);
+          noGrad(() => epochLoss.add_(value.detach().float()));
           encoderOptimizer.zeroGrad();
           headOptimizer?.zeroGrad();
           // Read only on logging steps: the host waits for the device there and nowhere else.
@@ -187,9 +189,8 @@ async function trainTask(task: FinetuneTask, data: TaskData<TaskExample>, config
           return { loss: logNow ? value.item() : NaN, norm: logNow ? total.item() : NaN };
         });
         step++;
+        epochSteps++;
         if (!Number.isNaN(loss)) {
-          epochLoss += loss;
-          epochSteps++;
           const record = { loss, lr: config.lr * factor, grad_norm: norm, epoch, elapsed_s: (Date.now() - started) / 1000 };
           metricsLog.append({ step, ...record });
           board?.addScalars(step, record);
@@ -202,7 +203,7 @@ async function trainTask(task: FinetuneTask, data: TaskData<TaskExample>, config
         await new Promise((resolve) => setImmediate(resolve));
       }
       const devScores = task.score(data.dev, predictAll(task, data.dev, config.eval_batch_size, device, config.precision));
-      const meanLoss = epochSteps ? epochLoss / epochSteps : NaN;
+      const meanLoss = epochSteps ? epochLoss.item() / epochSteps : NaN;
       history.push({ epoch, step, dev: devScores.main, loss: meanLoss });
       const evalRecord = { [`eval_${task.mainMetric}`]: devScores.main, epoch };
       metricsLog.append({ step, ...evalRecord });
@@ -222,6 +223,7 @@ async function trainTask(task: FinetuneTask, data: TaskData<TaskExample>, config
     encoderOptimizer.dispose();
     headOptimizer?.dispose();
     scaler.dispose();
+    epochLoss.dispose();
   }
   const trainSeconds = (Date.now() - started) / 1000;
   const leaked = liveAfterFirstStep < 0 ? 0 : liveTensorCount() - liveAfterFirstStep - (best.empty ? 0 : parameters.length);
