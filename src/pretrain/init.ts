@@ -695,7 +695,7 @@ function writeWordEmbeddings(model: ElectraModel, args: {
       const genStatus = genWords ? fill(shared, genWords, 'init.generator', args.genFrom, genKey) : (noGrad(() => shared.copy_(discTable)), 'loaded' as const);
       const inexact = setDelta(model.embedding_delta!, discTable, shared);
       entries.push({ part: 'discriminator', key: discKey, status: discStatus, shape: discTable.shape, from: args.discFrom, sourceShape: discWords.shape, note: note(discStatus, discWords) ?? 'GDES: trained as E_G + embedding_delta (exported as their sum)' });
-      entries.push({ part: 'generator', key: genKey, status: genWords ? genStatus : discStatus, shape: shared.shape, from: genWords ? args.genFrom : `${args.discFrom}:deberta.${discKey}`,
+      entries.push({ part: 'generator', key: genKey, status: genWords ? genStatus : discStatus, shape: shared.shape, sourceShape: (genWords ?? discWords).shape, from: genWords ? args.genFrom : `${args.discFrom}:deberta.${discKey}`,
         note: genWords ? note(genStatus, genWords) ?? 'GDES: the shared table E_G' : 'no init.generator: the discriminator\'s word embeddings (GDES: E_G)' });
       entries.push({ part: 'embedding_delta', key: 'embedding_delta', status: 'loaded', shape: model.embedding_delta!.shape, from: 'discriminator - generator',
         note: `GDES: E_delta = E_D - E_G, so the starting discriminator is the released one (E_G + E_delta == E_D exactly in all but ${inexact} of ${discTable.numel()} values)` });

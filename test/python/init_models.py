@@ -149,7 +149,8 @@ def compare(args):
         if args.cls == "AutoModel":
             x, y = a.last_hidden_state, b.last_hidden_state
         else:
-            x, y = a.logits[..., :vocab], b.logits[..., :vocab]
+            # Rows past --max-id may be padding in one and new tokens in the other.
+            x, y = a.logits[..., :args.max_id or vocab], b.logits[..., :args.max_id or vocab]
         report["max_abs"] = (x[keep] - y[keep]).abs().max().item()
         report["reference_max"] = x[keep].abs().max().item()
         if args.rtd:
