@@ -2,7 +2,9 @@
 // 3 ranks, the store, and a barrier that waits without blocking the event loop.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawn } from 'child_process';
 import { freePort, spawnRanks, outcomes, killAll, WorkerEvent, RankRun } from './helpers/dist';
+import { pythonExecutable } from './helpers/python';
 
 const TIMEOUT_MS = 20_000;
 
@@ -69,6 +71,33 @@ test('2 ranks: all-reduce (sum/avg/max/min), broadcast, all-gather, reduce-scatt
 
 test('3 ranks: the same', async () => {
   check(3, await runCollectives(3));
+});
+
+test('TORCHELASTIC_USE_AGENT_STORE=True: every rank, rank 0 included, joins the store the launcher hosts (PyTorch\'s TCPStore)', async () => {
+  const port = await freePort();
+  // torchrun's agent: PyTorch's own (libuv) TCPStore server, alive until its stdin closes.
+  const agent = spawn(pythonExecutable(), ['-c', [
+    'import sys, datetime',
+    'from torch.distributed import TCPStore',
+    `store = TCPStore("127.0.0.1", ${port}, is_master=True, wait_for_workers=False, timeout=datetime.timedelta(seconds=30))`,
+    'print("listening", flush=True)',
+    'sys.stdin.read()',
+  ].join('\n')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      agent.stdout!.once('data', () => resolve());
+      agent.once('exit', (code) => reject(new Error(`the agent store exited (${String(code)})`)));
+    });
+    const runs = spawnRanks('join', { worldSize: 2, port, timeoutMs: TIMEOUT_MS, extraEnv: { TORCHELASTIC_USE_AGENT_STORE: 'True' } });
+    try {
+      for (const result of await outcomes(runs)) assert.equal(result, { event: 'result', joined: true });
+    } finally {
+      killAll(runs);
+    }
+  } finally {
+    agent.stdin!.end();
+    agent.kill();
+  }
 });
 
 test.run();

@@ -56,4 +56,22 @@ test('a parameter without gradient: finish() names it instead of hanging', async
   }
 });
 
+for (const signal of ['SIGKILL', 'SIGSTOP'] as const) {
+  test(`a peer ${signal === 'SIGKILL' ? 'killed' : 'stopped'} (${signal}) mid-training: backward fails with a DistributedError naming it, not a hang`, async () => {
+    const runs = spawnRanks('ddp-loop', { worldSize: 2, port: await freePort(), timeoutMs: 3000 });
+    try {
+      await runs[1].waitFor('looping');
+      runs[1].child.kill(signal);
+      const [zero] = await outcomes([runs[0]]);
+      assert.is(zero.event, 'error', JSON.stringify(zero));
+      assert.ok(zero.isDistributedError, String(zero.message));
+      assert.match(zero.message as string, /allReduce\(DDP bucket \d+\) \(collective #\d+ of group '[^']+', rank 0 of 2\) failed after \d+ ms/);
+      assert.match(zero.message as string, /rank 1 has sent no heartbeat/);
+    } finally {
+      runs[1].child.kill('SIGCONT');
+      killAll(runs);
+    }
+  });
+}
+
 test.run();

@@ -229,6 +229,27 @@ const ddpUnused: Scenario = async (pg) => {
   }
 };
 
+// Training steps in a loop until one fails; the test kills or stops a rank meanwhile. The
+// failure surfaces from backward(), which waits for the last buckets as PyTorch's does.
+const ddpLoop: Scenario = async (pg) => {
+  const params = makeParameters(7);
+  const reducer = new GradientReducer(pg, params, { bucketCapMb: 1.5 / 1024 });
+  const x = inputFor(pg.rank, 0);
+  for (let i = 0; ; i++) {
+    for (const p of params) p.grad = null;
+    reducer.prepareForBackward();
+    const loss = lossOf(params, x);
+    try {
+      loss.backward();
+    } finally {
+      loss.dispose();
+    }
+    await reducer.finish();
+    if (i === 3) emit('looping');
+    await sleep(20);
+  }
+};
+
 // Latency and throughput of allReduce on this machine.
 const bench: Scenario = async (pg) => {
   const result: Record<string, unknown> = {};
@@ -245,7 +266,7 @@ const bench: Scenario = async (pg) => {
   return result;
 };
 
-const scenarios: Record<string, Scenario> = { collectives, 'never-joins': neverJoins, loop, join, ddp, 'ddp-unused': ddpUnused, bench };
+const scenarios: Record<string, Scenario> = { collectives, 'never-joins': neverJoins, loop, join, ddp, 'ddp-unused': ddpUnused, 'ddp-loop': ddpLoop, bench };
 
 async function main(): Promise<void> {
   setNumThreads(1);
