@@ -48,6 +48,10 @@ function upToDate(output) {
   // libsentencepiece installed after the last build: its addon is still to be built.
   const tokenizerAddon = path.join(path.dirname(output), 'camemberta_sentencepiece.node');
   if (fs.existsSync('/usr/include/sentencepiece_processor.h') && !fs.existsSync(tokenizerAddon)) return false;
+  // gloo headers installed after the last build: the distributed code is still to be built.
+  const cache = path.join(root, 'build', 'CMakeCache.txt');
+  if (fs.existsSync('/usr/include/gloo/algorithm.h') && fs.existsSync(cache) &&
+      fs.readFileSync(cache, 'utf8').includes('GLOO_INCLUDE_DIR:PATH=GLOO_INCLUDE_DIR-NOTFOUND')) return false;
   const built = fs.statSync(output).mtimeMs;
   const inputs = [path.join(root, 'CMakeLists.txt'),
     ...['native', 'native-sentencepiece'].flatMap((dir) => fs.readdirSync(path.join(root, dir)).map((f) => path.join(root, dir, f)))];

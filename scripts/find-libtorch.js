@@ -70,6 +70,8 @@ if (require.main === module) {
       // What CMakeLists.txt defines from the same discovery, for binding.gyp.
       const defines = [];
       if (found.cuda) defines.push('CAMEMBERTA_CUDA=1');
+      // native/dist.cc needs gloo's headers (Debian: libgloo-dev), as CMakeLists.txt checks.
+      if (fs.existsSync('/usr/include/gloo/algorithm.h')) defines.push('CAMEMBERTA_GLOO=1');
       console.log(defines.join(' '));
     } else if (field === 'gypLibraries') {
       const libraries = ['-ltorch', '-ltorch_cpu', '-lc10'];

@@ -32,6 +32,21 @@ if ! command -v spm_train >/dev/null 2>&1 || [ ! -e /usr/include/sentencepiece_p
   fi
 fi
 
+# Gloo's headers for the distributed code (native/dist.cc): libtorch carries Gloo itself but not
+# its headers. Headers only: the build never links Debian's libgloo.
+if [ ! -e /usr/include/gloo/algorithm.h ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian package libgloo-dev (headers for distributed training)"
+    apt-get update -qq >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libgloo-dev >/dev/null ||
+      echo "setup: apt-get install libgloo-dev failed: the addon is built without distributed training"
+  else
+    echo "setup: gloo headers missing (/usr/include/gloo) and no root apt-get to install libgloo-dev: the addon is built without distributed training"
+  fi
+else
+  echo "setup: gloo headers present (/usr/include/gloo)"
+fi
+
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 npm run build
 echo "setup: done"
