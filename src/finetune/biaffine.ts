@@ -5,7 +5,7 @@
 //   s_rel[i, j, r] = [h_dep_i; 1]^T U_r [h_head_j; 1]              (bilinear, both linear terms and a bias)
 // Training: cross-entropy over heads for every word, and over relations at the gold head.
 // Decoding: the maximum spanning tree with exactly one word attached to the root (Chu-Liu/Edmonds).
-import { Tensor, IndexDType, zeros, randn, arange, cat, crossEntropy, dropout, Generator } from '../tensor';
+import { Tensor, IndexDType, zeros, randn, arange, cat, einsum, crossEntropy, dropout, Generator } from '../tensor';
 import { Module, Parameter, Linear } from '../nn';
 import { lowestValue } from '../models/activations';
 
@@ -81,9 +81,7 @@ export class BiaffineParserHead extends Module {
   relationScores(relDep: Tensor, relHead: Tensor, heads: Tensor<IndexDType>): Tensor {
     const [B, W, D] = relDep.shape;
     const chosen = relHead.gather(1, heads.unsqueeze(-1).expand(B, W, D));
-    // [B, W, 1, D] x [R, D, D] -> [B, W, R, D], then . chosen
-    const left = relDep.unsqueeze(2).matmul(this.rel_weight).squeeze(2);
-    return left.matmul(chosen.unsqueeze(-1)).squeeze(-1);
+    return einsum('bwd,rde,bwe->bwr', relDep, this.rel_weight, chosen);
   }
 
   /** Mean cross-entropy of the gold heads and relations over the words (padding: -100). */
