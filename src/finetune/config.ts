@@ -114,8 +114,11 @@ export function loadFinetuneConfig(file: string | undefined, overrides: Record<s
   if (!result.success) {
     throw new FinetuneConfigError(result.error.issues.map((issue) => {
       const key = issue.path.join('.') || '(config)';
-      const unknown = issue.code === 'unrecognized_keys' ? `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}` : issue.message;
-      return `${source}: ${key}: ${unknown}`;
+      if (issue.code === 'unrecognized_keys') return `${source}: ${key}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`;
+      if (issue.code === 'invalid_type' && /received undefined/.test(issue.message)) {
+        return `${source}: ${key}: required (--${key.replace(/_/g, '-')}${file === undefined ? ', or the key in a --config file' : ''})`;
+      }
+      return `${source}: ${key}: ${issue.message}`;
     }));
   }
   return result.data;
