@@ -62,7 +62,7 @@ function run(label: string, command: string[], outputDir: string, extra: string[
 
 // Data and tokenizer once, so that every measured run reads the same prepared directory.
 const prepareDir = path.join(work, 'prepare');
-const prepareRun = spawnSync(process.execPath, [TRAIN_JS, '--config', configFile, '--data', DEMO_TEXT, '--output-dir', prepareDir, '--max-steps', '1'],
+const prepareRun = spawnSync(process.execPath, [TRAIN_JS, '--config', configFile, '--data', DEMO_TEXT, '--output-dir', prepareDir, '--max-steps', '1', '--set', 'schedule.warmup_steps=0'],
   { cwd: root, encoding: 'utf8' });
 if (prepareRun.status !== 0) {
   process.stderr.write(`bench:dist: preparing the data failed:\n${prepareRun.stderr}`);

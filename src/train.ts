@@ -51,7 +51,8 @@ void runCli(cli, async (args) => {
     // Loaded once the config is known to be valid: the trainer brings libtorch (about 0.4 s).
     const { train } = await import('./pretrain/trainer');
     const joined = env.worldSize > 1 ? await (await import('./pretrain/distributed')).joinRun(env, config) : null;
-    const result = await train({ config, source: args.config, resume, parallel: joined?.parallel, context: joined?.context });
+    const context = joined?.context ?? { rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, cpuThreads: env.cpuThreads };
+    const result = await train({ config, source: args.config, resume, parallel: joined?.parallel, context });
     joined?.parallel.close();
     if (result.status !== 'done') {
       process.stderr.write(`${who}: stopped by ${result.status} at step ${result.step}; continue with --resume auto\n`);

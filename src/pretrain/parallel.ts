@@ -92,10 +92,11 @@ export function createDataParallel(pg: ProcessGroupLike, createReducer: (paramet
   const key = (name: string) => `camemberta/attempt-${options.attempt}/${name}`;
   const pollMs = options.pollMs ?? 200;
   let waitMs = 0;
-  const timed = async <T>(promise: Promise<T>): Promise<T> => {
+  // Takes the call itself, not its promise: a collective may block before it returns one.
+  const timed = async <T>(call: () => Promise<T>): Promise<T> => {
     const started = Date.now();
     try {
-      return await promise;
+      return await call();
     } finally {
       waitMs += Date.now() - started;
     }
@@ -140,18 +141,18 @@ export function createDataParallel(pg: ProcessGroupLike, createReducer: (paramet
       if (problems.length) throw new ConfigMismatchError(`${source}: the ranks were given different configs: ${problems.join('; ')}`);
     },
     async adoptParameters(parameters) {
-      await timed(pg.broadcast(parameters, 0));
+      await timed(() => pg.broadcast(parameters, 0));
       adopted = parameters;
       if (overlap) reducer = createReducer(parameters);
     },
     prepareForBackward: () => { if (overlap) reducerOrFail().prepareForBackward(); },
     async finishGradients() {
-      if (overlap) return timed(reducerOrFail().finish());
+      if (overlap) return timed(() => reducerOrFail().finish());
       if (!adopted) throw new Error('DataParallel: adoptParameters() first');
       const grads = adopted.map((p) => p.grad).filter((g): g is Tensor => g !== null);
-      return timed(pg.allReduce(grads, 'avg'));
+      return timed(() => pg.allReduce(grads, 'avg'));
     },
-    allReduce: (tensors, op) => timed(pg.allReduce(tensors, op)),
+    allReduce: (tensors, op) => timed(() => pg.allReduce(tensors, op)),
     async stopAfter(completedStep, requestedHere) {
       // Rank 0 decides the step every rank stops after (the next one), so that no rank waits in a
       // collective for a rank that has stopped: ranks are at most one step apart (each step's
@@ -167,7 +168,7 @@ export function createDataParallel(pg: ProcessGroupLike, createReducer: (paramet
       if (pg.rank !== 0 && stopAt === 0) stopAt = await pg.store.add(key('stop-at'), 0);
       return stopAt > 0 && completedStep >= stopAt;
     },
-    barrier: () => timed(pg.barrier()),
+    barrier: () => timed(() => pg.barrier()),
     stats: () => ({ waitMs, bucketsDuringBackward: reducer?.stats.bucketsLaunchedDuringBackward ?? 0, buckets: reducer?.stats.buckets ?? 0 }),
     close: () => {},
   };
