@@ -13,6 +13,7 @@ const cli = createCli('train.js', 'Pretrain a DeBERTa-V3 the CamemBERTa way (ELE
   .option('eval-data', listOption('evaluation data, same kinds (overrides data.eval_path; default: the held-out split of the training data)'))
   .option('output-dir', stringOption('run directory: config.json, log.jsonl, tensorboard/, checkpoints/, export/ (overrides output_dir)'))
   .option('max-steps', integerOption('--max-steps', 'optimizer steps (overrides max_steps)', { min: 1 }))
+  .option('max-seconds', { type: 'number', requiresArg: true, describe: 'wall-time budget: the run ends (checkpoint, export) at the first step past it; 0: none (overrides max_seconds)' })
   .option('save-every', integerOption('--save-every', 'checkpoint every N steps, 0: only at the end and on SIGINT/SIGTERM (overrides checkpoint.every)', { min: 0 }))
   .option('seed', integerOption('--seed', 'random seed of initialisation, data order, masking and sampling (overrides seed)', { min: 0 }))
   .option('resume', { type: 'string', describe: '"auto" (also the flag alone): continue from the newest complete checkpoint in the output directory, or start if there is none; a path: continue from that checkpoint or run' })
@@ -37,6 +38,7 @@ void runCli(cli, async (args) => {
   put('data.eval_path', args['eval-data'] && (args['eval-data'].length === 1 ? args['eval-data'][0] : args['eval-data']));
   put('output_dir', args['output-dir']);
   put('max_steps', args['max-steps']);
+  put('max_seconds', args['max-seconds']);
   put('checkpoint.every', args['save-every']);
   put('seed', args.seed);
   put('init.discriminator', args['init-discriminator']);

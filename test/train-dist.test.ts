@@ -104,6 +104,14 @@ test('a checkpoint of 2 ranks resumes on 1 rank, and one of 1 rank on 2, to the 
   assert.ok(maxDifference(reference, oneThenTwo) <= 1e-5, 'one then two');
 });
 
+test('a time budget (max_seconds) ends every rank at the same step, and the run exports', () => {
+  const run = path.join(root, 'budget');
+  const result = launch(2, run, ['--max-seconds', '2', '--max-steps', '100000', '--set', 'schedule.total_steps=100000', '--save-every', '0']);
+  assert.is(result.status, 0, result.stdout + result.stderr);
+  assert.match(result.stdout + result.stderr, /time budget .* is spent at step \d+/);
+  assert.ok(fs.existsSync(path.join(run, 'export', 'discriminator', 'model.safetensors')));
+});
+
 test('PyTorch\'s torchrun --no-python starts the same run', () => {
   const torchrun = path.join(path.dirname(pythonExecutable()), 'torchrun');
   if (!fs.existsSync(torchrun)) throw new Error(`${torchrun} is missing: run scripts/setup.sh`);

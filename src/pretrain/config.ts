@@ -94,6 +94,8 @@ export const trainConfigSchema = z.object({
     total_steps: positiveInt.nullable().default(null),
   }).strict().prefault({}),
   max_steps: positiveInt.default(1000),
+  /** Wall-time budget in seconds (0: none): the run ends, checkpoints and exports at the first step past it; a resumed run counts the time before. The schedule still runs over max_steps. */
+  max_seconds: z.number().nonnegative().default(0),
   /** auto: bfloat16 on CUDA and on CPUs with native bfloat16 (AVX-512 BF16 / AMX), else float32. */
   precision: z.enum(['auto', 'float32', 'bfloat16', 'float16']).default('float32'),
   device: z.enum(['auto', 'cpu', 'cuda']).default('cpu'),
@@ -159,7 +161,7 @@ export type TrainConfig = z.infer<typeof trainConfigSchema>;
 
 /** Keys a resumed run may change; any other difference from the checkpoint's config is an error. */
 export const RESUMABLE_KEYS = [
-  'max_steps', 'schedule.total_steps', 'threads', 'output_dir', 'data.path', 'data.eval_path',
+  'max_steps', 'max_seconds', 'schedule.total_steps', 'threads', 'output_dir', 'data.path', 'data.eval_path',
   'logging.every', 'logging.tensorboard', 'logging.progress', 'eval.every', 'eval.batches',
   'checkpoint.every', 'checkpoint.keep', 'export.at_end', 'export.pytorch_bin', 'device',
   'distributed.backend', 'distributed.timeout_s', 'distributed.bucket_cap_mb', 'distributed.overlap',

@@ -4,6 +4,8 @@
 import { Tensor } from '../tensor';
 import { TrainConfig } from './config';
 
+export type StopReason = 'signal' | 'budget';
+
 export interface DataParallel {
   readonly rank: number;
   readonly worldSize: number;
@@ -21,9 +23,9 @@ export interface DataParallel {
   finishGradients(): Promise<void>;
   /** In place, the element-wise sum (or max) over the ranks. */
   allReduce(tensors: Tensor[], op: 'sum' | 'max'): Promise<void>;
-  /** Whether every rank stops after `completedStep` + at most one more step: a stop requested on any
-   *  rank (a signal) reaches all of them at the same step. */
-  stopAfter(completedStep: number, requestedHere: boolean): Promise<boolean>;
+  /** Whether every rank stops now, and why: a stop requested on any rank (a signal, or rank 0's
+   *  time budget) reaches all of them at the same step, at most one step after the request. */
+  stopAfter(completedStep: number, requestedHere: StopReason | null): Promise<StopReason | null>;
   /** Waits until every rank got here. */
   barrier(): Promise<void>;
   /** Communication counters for the log (zero for one process). */
@@ -101,8 +103,10 @@ export function createDataParallel(pg: ProcessGroupLike, createReducer: (paramet
       waitMs += Date.now() - started;
     }
   };
-  let stopRequested = false;
-  let stopAt = 0;
+  let stopRequested: StopReason | null = null;
+  // The agreed stop as one store integer: 2 x step + 1 for a signal, 2 x step for the budget.
+  let stopCode = 0;
+  const reasonOf = (code: number): StopReason => (code % 2 === 1 ? 'signal' : 'budget');
   return {
     rank: pg.rank,
     worldSize: pg.worldSize,
@@ -158,15 +162,18 @@ export function createDataParallel(pg: ProcessGroupLike, createReducer: (paramet
       // collective for a rank that has stopped: ranks are at most one step apart (each step's
       // gradient all-reduce needs all of them), so every rank can still reach that step.
       if (requestedHere && !stopRequested) {
-        stopRequested = true;
+        stopRequested = requestedHere;
         if (pg.rank !== 0) await pg.store.add(key('stop-request'), 1);
       }
-      if (pg.rank === 0 && stopAt === 0 && (stopRequested || (await pg.store.add(key('stop-request'), 0)) > 0)) {
-        stopAt = completedStep + 1;
-        await pg.store.add(key('stop-at'), stopAt);
+      if (pg.rank === 0 && stopCode === 0) {
+        const signalled = stopRequested === 'signal' || (await pg.store.add(key('stop-request'), 0)) > 0;
+        if (signalled || stopRequested === 'budget') {
+          stopCode = 2 * (completedStep + 1) + (signalled ? 1 : 0);
+          await pg.store.add(key('stop-at'), stopCode);
+        }
       }
-      if (pg.rank !== 0 && stopAt === 0) stopAt = await pg.store.add(key('stop-at'), 0);
-      return stopAt > 0 && completedStep >= stopAt;
+      if (pg.rank !== 0 && stopCode === 0) stopCode = await pg.store.add(key('stop-at'), 0);
+      return stopCode > 0 && completedStep >= Math.floor(stopCode / 2) ? reasonOf(stopCode) : null;
     },
     barrier: () => timed(() => pg.barrier()),
     stats: () => ({ waitMs, bucketsDuringBackward: reducer?.stats.bucketsLaunchedDuringBackward ?? 0, buckets: reducer?.stats.buckets ?? 0 }),

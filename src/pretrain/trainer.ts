@@ -532,9 +532,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       if (liveAfterFirstStep < 0) liveAfterFirstStep = liveTensorCount();
       options.onStep?.(step);
       if (options.stopAfterStep === step && !stopSignal) stopSignal = 'SIGINT';
-      const stopping = await parallel.stopAfter(step, stopSignal !== null);
-      if (stopping && !stopSignal) stopSignal = 'SIGTERM';
       const elapsed = elapsedBefore + (Date.now() - started) / 1000;
+      // The time budget is rank 0's clock, so that every rank ends at the same step.
+      const budgetSpent = config.max_seconds > 0 && isWriter && elapsed >= config.max_seconds;
+      const stopReason = await parallel.stopAfter(step, stopSignal ? 'signal' : budgetSpent ? 'budget' : null);
+      if (stopReason === 'signal' && !stopSignal) stopSignal = 'SIGTERM';
+      if (stopReason === 'budget') progress.log(`train: the time budget (max_seconds ${config.max_seconds}) is spent at step ${step}: the run ends here`);
+      const stopping = stopReason !== null;
       if (stopping || step === config.max_steps || (config.checkpoint.every > 0 && step % config.checkpoint.every === 0)) {
         // The window in progress is saved whole: rank 0 holds the ranks' sums, the others restart from 0.
         if (!isLogStep && parallel.worldSize > 1) {
