@@ -41,6 +41,7 @@
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #endif
 
 namespace camemberta {
@@ -1001,6 +1002,7 @@ struct Ddp {
   std::shared_ptr<DdpState> state;
   std::unique_ptr<c10d::Reducer> reducer;
   std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
+  bool findUnused = false;
   bool prepared = false;
   bool broken = false;
 
@@ -1039,7 +1041,7 @@ std::vector<std::vector<size_t>> assignBuckets(const std::vector<at::Tensor>& pa
   return buckets;
 }
 
-// reducerNew(group, params[], names[], bucketCapBytes) -> reducer
+// reducerNew(group, params[], names[], bucketCapBytes, findUnusedParameters) -> reducer
 Napi::Value ReducerNew(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   AddonState& addon = stateOf(env);
@@ -1048,6 +1050,7 @@ Napi::Value ReducerNew(const Napi::CallbackInfo& info) {
   auto list = info[1].As<Napi::Array>();
   auto names = info[2].IsArray() ? info[2].As<Napi::Array>() : Napi::Array::New(env);
   double capBytes = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : 25.0 * 1024 * 1024;
+  bool findUnused = info[4].ToBoolean();
   if (!(capBytes >= 1)) throw Napi::RangeError::New(env, "camemberta.dist: the bucket cap must be positive");
   auto state = std::make_shared<DdpState>();
   state->group = group;
@@ -1071,6 +1074,7 @@ Napi::Value ReducerNew(const Napi::CallbackInfo& info) {
 
   auto ddp = std::make_unique<Ddp>();
   ddp->state = state;
+  ddp->findUnused = findUnused;
   for (size_t i = 0; i < state->params.size(); i++) {
     auto accumulator = torch::autograd::impl::grad_accumulator(state->params[i]);
     uintptr_t key = accumulator->add_post_hook(std::make_unique<ReadyHook>(state, i));
@@ -1080,7 +1084,7 @@ Napi::Value ReducerNew(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < state->names.size(); i++) paramNames[i] = state->names[i];
   ddp->reducer = std::make_unique<c10d::Reducer>(
       state->params, state->buckets, group->pg, std::vector<bool>(state->params.size(), false),
-      static_cast<int64_t>(capBytes), /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/false, paramNames,
+      static_cast<int64_t>(capBytes), findUnused, /*gradient_as_bucket_view=*/false, paramNames,
       static_cast<int64_t>(c10d::kDefaultFirstBucketBytes), /*skip_all_reduce_unused_params=*/false,
       /*use_python_reducer=*/false, std::vector<int64_t>{});
   ddp->reducer->register_comm_hook(std::make_unique<CountingAllReduceHook>(state));
@@ -1102,25 +1106,54 @@ Napi::Value ReducerBuckets(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// reducerPrepare(reducer, outputs[]): outputs are needed (and only used) with
+// findUnusedParameters, to find the parameters this backward will not reach.
 Napi::Value ReducerPrepare(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  AddonState& addon = stateOf(env);
   Ddp& ddp = ddpOf(env, info[0]);
   if (ddp.broken) throw Napi::Error::New(env, "camemberta.dist: the gradient reducer failed earlier and cannot be used again");
   if (ddp.prepared) {
     throw Napi::Error::New(env, "camemberta.dist: prepareForBackward() called twice without finish() in between");
   }
+  std::vector<at::Tensor> outputs;
+  if (info[1].IsArray()) {
+    auto list = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) outputs.push_back(tensorAt(env, addon, list.Get(i)));
+  }
+  if (ddp.findUnused && outputs.empty()) {
+    throw Napi::Error::New(env, "camemberta.dist: with findUnusedParameters, prepareForBackward(outputs) needs the tensors "
+                                "backward starts from (the loss)");
+  }
   auto& state = *ddp.state;
+  std::vector<bool> unreachable(state.params.size(), false);
+  if (ddp.findUnused) {
+    // The same search as the Reducer's: parameters whose gradient accumulator the graph does not reach.
+    std::unordered_set<torch::autograd::Node*> seen;
+    std::vector<torch::autograd::Node*> queue;
+    for (const auto& output : outputs) {
+      if (auto fn = output.grad_fn()) queue.push_back(fn.get());
+    }
+    while (!queue.empty()) {
+      auto* fn = queue.back();
+      queue.pop_back();
+      for (const auto& edge : fn->next_edges()) {
+        if (auto* next = edge.function.get(); next && seen.insert(next).second) queue.push_back(next);
+      }
+    }
+    for (size_t i = 0; i < state.params.size(); i++) unreachable[i] = seen.count(ddp.hooks[i].first.get()) == 0;
+  }
   {
     std::lock_guard<std::mutex> lock(state.mutex);
-    state.ready.assign(state.params.size(), false);
-    state.readyCount = 0;
+    state.ready = unreachable;
+    state.readyCount = std::count(unreachable.begin(), unreachable.end(), true);
     state.launched = 0;
     state.launchedDuringBackward = 0;
     state.lastGradReady.reset();
     state.lastReduced.reset();
   }
   state.expecting = true;
-  ddp.reducer->prepare_for_backward({});
+  ddp.reducer->prepare_for_backward(outputs);
   ddp.prepared = true;
   return env.Undefined();
 }

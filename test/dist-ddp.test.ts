@@ -56,6 +56,20 @@ test('a parameter without gradient: finish() names it instead of hanging', async
   }
 });
 
+test('findUnusedParameters: a layer one rank leaves out counts as a zero gradient there', async () => {
+  const runs = spawnRanks('ddp-partly-unused', { worldSize: 2, port: await freePort(), timeoutMs: TIMEOUT_MS });
+  let results;
+  try {
+    results = await outcomes(runs);
+  } finally {
+    killAll(runs);
+  }
+  for (const result of results) {
+    assert.is(result.event, 'result', JSON.stringify(result));
+    for (const difference of result.gradDifferences as number[]) assert.ok(difference < 1e-6, JSON.stringify(result));
+  }
+});
+
 for (const signal of ['SIGKILL', 'SIGSTOP'] as const) {
   test(`a peer ${signal === 'SIGKILL' ? 'killed' : 'stopped'} (${signal}) mid-training: backward fails with a DistributedError naming it, not a hang`, async () => {
     const runs = spawnRanks('ddp-loop', { worldSize: 2, port: await freePort(), timeoutMs: 3000 });

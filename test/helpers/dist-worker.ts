@@ -229,6 +229,36 @@ const ddpUnused: Scenario = async (pg) => {
   }
 };
 
+// findUnusedParameters: rank 1 leaves the last layer out of its loss, rank 0 uses it.
+const ddpPartlyUnused: Scenario = async (pg) => {
+  const params = makeParameters(7);
+  const reducer = new GradientReducer(pg, params, { bucketCapMb: 1.5 / 1024, findUnusedParameters: true });
+  const skips = (rank: number) => rank === 1;
+  const results: number[] = [];
+  for (let step = 0; step < 2; step++) {
+    for (const p of params) p.grad = null;
+    const x = inputFor(pg.rank, step);
+    const loss = lossOf(params, x, skips(pg.rank));
+    x.dispose();
+    reducer.prepareForBackward(loss);
+    loss.backward();
+    loss.dispose();
+    await reducer.finish();
+    const reference = makeParameters(7);
+    const expected = tidy(() => {
+      const sums = reference.map((p) => zeros(p.shape));
+      for (let rank = 0; rank < pg.worldSize; rank++) {
+        const used = skips(rank) ? reference.slice(0, -2) : reference;
+        const grads = autogradGrad(lossOf(reference, inputFor(rank, step), skips(rank)), used);
+        grads.forEach((g, i) => sums[i].add_(g!));
+      }
+      return sums.map((s) => s.div(pg.worldSize));
+    });
+    results.push(Math.max(...params.map((p, i) => tidy(() => (p.grad ? maxDifference(p.grad, expected[i]) : 1e9)))));
+  }
+  return { gradDifferences: results, stats: reducer.stats };
+};
+
 // Training steps in a loop until one fails; the test kills or stops a rank meanwhile. The
 // failure surfaces from backward(), which waits for the last buckets as PyTorch's does.
 const ddpLoop: Scenario = async (pg) => {
@@ -266,7 +296,7 @@ const bench: Scenario = async (pg) => {
   return result;
 };
 
-const scenarios: Record<string, Scenario> = { collectives, 'never-joins': neverJoins, loop, join, ddp, 'ddp-unused': ddpUnused, 'ddp-loop': ddpLoop, bench };
+const scenarios: Record<string, Scenario> = { collectives, 'never-joins': neverJoins, loop, join, ddp, 'ddp-unused': ddpUnused, 'ddp-loop': ddpLoop, 'ddp-partly-unused': ddpPartlyUnused, bench };
 
 async function main(): Promise<void> {
   setNumThreads(1);
