@@ -40,6 +40,7 @@
 #include <optional>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #endif
@@ -1041,6 +1042,39 @@ std::vector<std::vector<size_t>> assignBuckets(const std::vector<at::Tensor>& pa
   return buckets;
 }
 
+// The Reducer's constructor gained arguments over libtorch versions (the GPU machine's 2.11,
+// this project's 2.13): take the longest form this libtorch has. Every form gets
+// gradient_as_bucket_view=false, no sparse gradients, the default first-bucket cap, and neither
+// skipped unused all-reduces nor the Python reducer.
+// A template so that the forms this libtorch lacks are never instantiated.
+template <typename Reducer = c10d::Reducer>
+std::unique_ptr<Reducer> makeReducer(const std::vector<at::Tensor>& params, const std::vector<std::vector<size_t>>& buckets,
+                                           const c10::intrusive_ptr<c10d::ProcessGroup>& pg, int64_t capBytes, bool findUnused,
+                                           const std::unordered_map<size_t, std::string>& names) {
+  using Params = std::vector<at::Tensor>;
+  using Buckets = std::vector<std::vector<size_t>>;
+  using Pg = c10::intrusive_ptr<c10d::ProcessGroup>;
+  using Sparse = std::vector<bool>;
+  using Names = std::unordered_map<size_t, std::string>;
+  Sparse sparse(params.size(), false);
+  int64_t firstCap = c10d::kDefaultFirstBucketBytes;
+  if constexpr (std::is_constructible_v<Reducer, Params, Buckets, Pg, Sparse, int64_t, bool, bool, Names, int64_t, bool, bool,
+                                        std::vector<int64_t>>) {
+    return std::make_unique<Reducer>(params, buckets, pg, sparse, capBytes, findUnused, false, names, firstCap, false, false,
+                                           std::vector<int64_t>{});
+  } else if constexpr (std::is_constructible_v<Reducer, Params, Buckets, Pg, Sparse, int64_t, bool, bool, Names, int64_t, bool, bool>) {
+    return std::make_unique<Reducer>(params, buckets, pg, sparse, capBytes, findUnused, false, names, firstCap, false, false);
+  } else if constexpr (std::is_constructible_v<Reducer, Params, Buckets, Pg, Sparse, int64_t, bool, bool, Names, int64_t, bool>) {
+    return std::make_unique<Reducer>(params, buckets, pg, sparse, capBytes, findUnused, false, names, firstCap, false);
+  } else if constexpr (std::is_constructible_v<Reducer, Params, Buckets, Pg, Sparse, int64_t, bool, bool, Names, int64_t>) {
+    return std::make_unique<Reducer>(params, buckets, pg, sparse, capBytes, findUnused, false, names, firstCap);
+  } else {
+    // Older: per-bucket size limits as the third argument.
+    std::vector<size_t> limits(buckets.size(), static_cast<size_t>(capBytes));
+    return std::make_unique<Reducer>(params, buckets, limits, pg, sparse, capBytes, findUnused, false, names, firstCap);
+  }
+}
+
 // reducerNew(group, params[], names[], bucketCapBytes, findUnusedParameters) -> reducer
 Napi::Value ReducerNew(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -1082,11 +1116,7 @@ Napi::Value ReducerNew(const Napi::CallbackInfo& info) {
   }
   std::unordered_map<size_t, std::string> paramNames;
   for (size_t i = 0; i < state->names.size(); i++) paramNames[i] = state->names[i];
-  ddp->reducer = std::make_unique<c10d::Reducer>(
-      state->params, state->buckets, group->pg, std::vector<bool>(state->params.size(), false),
-      static_cast<int64_t>(capBytes), findUnused, /*gradient_as_bucket_view=*/false, paramNames,
-      static_cast<int64_t>(c10d::kDefaultFirstBucketBytes), /*skip_all_reduce_unused_params=*/false,
-      /*use_python_reducer=*/false, std::vector<int64_t>{});
+  ddp->reducer = makeReducer(state->params, state->buckets, group->pg, static_cast<int64_t>(capBytes), findUnused, paramNames);
   ddp->reducer->register_comm_hook(std::make_unique<CountingAllReduceHook>(state));
   auto* raw = ddp.release();
   return Napi::External<Ddp>::New(env, raw, [](Napi::Env, Ddp* held) { delete held; });

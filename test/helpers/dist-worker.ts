@@ -88,6 +88,8 @@ const collectives: Scenario = async (pg) => {
   out['store.add'] = await pg.store.add('counter', r + 1);
   await pg.barrier();
   out['store.final'] = await pg.store.add('counter', 0);
+  // rank 0 hosts the store: nobody may still be using it when rank 0 exits
+  await pg.barrier();
   return out;
 };
 
