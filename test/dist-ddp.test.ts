@@ -4,7 +4,7 @@
 // unused parameter named by finish().
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { freePort, spawnRanks, outcomes, killAll } from './helpers/dist';
+import { freePort, spawnRanks, outcomes, killAll } from './helpers/dist-ranks';
 
 const TIMEOUT_MS = 20_000;
 

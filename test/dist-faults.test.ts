@@ -4,10 +4,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as net from 'net';
-import { freePort, spawnRanks, outcomes, killAll, RankRun } from './helpers/dist';
+import { freePort, spawnRanks, outcomes, killAll, RankRun } from './helpers/dist-ranks';
 import { initProcessGroup, DistributedError } from '../src/dist';
 
-const TIMEOUT_MS = 3000;
+const TIMEOUT_MS = 2000;
 
 async function withRuns<T>(runs: RankRun[], body: () => Promise<T>): Promise<T> {
   try {

@@ -30,6 +30,8 @@
 // - backward() itself waits for the last buckets (as in PyTorch), bounded by the group's
 //   timeout: a rank that died or hangs makes backward throw a DistributedError-worded Error;
 //   `toDistributedError` (errors.ts) turns it into one. finish() never waits on the network.
+// - Memory: the Reducer keeps one flat copy of every gradient (its buckets), as DDP does with
+//   gradient_as_bucket_view=False; `.grad` stays an ordinary tensor the optimizer may replace.
 // - Buckets follow reverse parameter order (gradients arrive roughly last layer first), the first
 //   capped at 1 MiB so communication starts early, the others at bucketCapMb (default 25).
 import { Tensor, itemSize } from '../tensor';

@@ -1,4 +1,4 @@
-// One rank of a distributed test, spawned by test/helpers/dist.ts:
+// One rank of a distributed test, spawned by test/helpers/dist-ranks.ts:
 //   node build/ts/test/helpers/dist-worker.js SCENARIO   (RANK, WORLD_SIZE, MASTER_PORT, DIST_TIMEOUT_MS set)
 // It prints one JSON object per line: {"event": "ready"} after the rendezvous, {"event": "result", ...}
 // or {"event": "error", message, code, ...} at the end. The checks happen in the test files.
