@@ -298,7 +298,52 @@ const bench: Scenario = async (pg) => {
   return result;
 };
 
-const scenarios: Record<string, Scenario> = { collectives, 'never-joins': neverJoins, loop, join, ddp, 'ddp-unused': ddpUnused, 'ddp-loop': ddpLoop, 'ddp-partly-unused': ddpPartlyUnused, bench };
+// A step's time with the Reducer (buckets overlap backward) against backward followed by one
+// all-reduce of every gradient: `node build/ts/test/helpers/dist-worker.js ddp-bench` per rank.
+const ddpBench: Scenario = async (pg) => {
+  const width = 512;
+  const layers = 8;
+  manualSeed(3);
+  const params: Tensor[] = [];
+  for (let l = 0; l < layers; l++) params.push(randn([width, width]).mul(0.05).requiresGrad_(true));
+  const x = randn([256, width]);
+  const forward = () => tidy(() => params.reduce((h, w) => h.matmul(w).tanh(), x).square().mean());
+  const reducer = new GradientReducer(pg, params, { bucketCapMb: 2 });
+  const time = async (step: () => Promise<void>): Promise<number> => {
+    for (let i = 0; i < 2; i++) await step();
+    await pg.barrier();
+    const started = process.hrtime.bigint();
+    const repeats = 8;
+    for (let i = 0; i < repeats; i++) await step();
+    return Number(process.hrtime.bigint() - started) / 1e6 / repeats;
+  };
+  const backwardOnly = await time(async () => {
+    for (const p of params) p.grad = null;
+    const loss = forward();
+    loss.backward();
+    loss.dispose();
+  });
+  const thenAllReduce = await time(async () => {
+    for (const p of params) p.grad = null;
+    const loss = forward();
+    loss.backward();
+    loss.dispose();
+    const grads = params.map((p) => p.grad!);
+    await pg.allReduce(grads, 'avg');
+    for (const g of grads) g.dispose();
+  });
+  const withReducer = await time(async () => {
+    for (const p of params) p.grad = null;
+    reducer.prepareForBackward();
+    const loss = forward();
+    loss.backward();
+    loss.dispose();
+    await reducer.finish();
+  });
+  return { gradientMB: (layers * width * width * 4) / 1e6, backwardOnly, thenAllReduce, withReducer, stats: reducer.stats };
+};
+
+const scenarios: Record<string, Scenario> = { collectives, 'never-joins': neverJoins, loop, join, ddp, 'ddp-unused': ddpUnused, 'ddp-loop': ddpLoop, 'ddp-partly-unused': ddpPartlyUnused, 'ddp-bench': ddpBench, bench };
 
 async function main(): Promise<void> {
   setNumThreads(1);
