@@ -81,6 +81,8 @@ for (const signal of ['SIGKILL', 'SIGSTOP'] as const) {
       assert.ok(zero.isDistributedError, String(zero.message));
       assert.match(zero.message as string, /allReduce\(DDP bucket \d+\) \(collective #\d+ of group '[^']+', rank 0 of 2\) failed after \d+ ms/);
       assert.match(zero.message as string, /rank 1 has sent no heartbeat/);
+      assert.equal(zero.unresponsiveRanks, [1]);
+      assert.match(zero.collective as string, /^allReduce\(DDP bucket \d+\)$/);
     } finally {
       runs[1].child.kill('SIGCONT');
       killAll(runs);
