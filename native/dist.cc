@@ -31,6 +31,12 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <cerrno>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -336,6 +342,31 @@ struct InitOptions {
   std::string groupName = "default";
 };
 
+// Whether something accepts TCP connections at host:port, waiting at most `wait` for an answer
+// (a host that drops packets would otherwise hold a blocking connect for minutes).
+bool accepting(const std::string& host, int port, Milliseconds wait) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return false;
+  bool ok = false;
+  for (addrinfo* a = found; a != nullptr && !ok; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      ok = true;
+    } else if (errno == EINPROGRESS) {
+      pollfd waiting{fd, POLLOUT, 0};
+      int error = 0;
+      socklen_t length = sizeof(error);
+      ok = poll(&waiting, 1, static_cast<int>(wait.count())) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == 0;
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return ok;
+}
+
 bool isLoopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
@@ -395,6 +426,20 @@ class InitWorker : public Napi::AsyncWorker {
     // libtorch's libuv collides with the one inside Node (see LIBTORCH-NOTES.md).
     storeOptions.useLibUV = false;
     c10::intrusive_ptr<c10d::TCPStore> tcp;
+    if (!server) {
+      // TCPStore's client sleeps a random back-off after a refused connection, which can carry
+      // it seconds past its timeout: wait for the port here, on the caller's deadline.
+      auto deadline = Clock::now() + o.timeout;
+      while (!accepting(o.host, o.port, std::clamp<Milliseconds>(std::chrono::duration_cast<Milliseconds>(deadline - Clock::now()),
+                                                                 Milliseconds(1), Milliseconds(1000)))) {
+        if (Clock::now() >= deadline) {
+          fail("ERR_DIST_UNREACHABLE", "rank " + std::to_string(o.rank) + " could not reach the store at " + endpoint + " within " +
+               std::to_string(o.timeout.count()) + " ms (is rank 0" + (o.agentStore ? ", or the launcher's agent," : "") +
+               " running there? are MASTER_ADDR and MASTER_PORT right?)");
+        }
+        std::this_thread::sleep_for(Milliseconds(50));
+      }
+    }
     try {
       tcp = c10::make_intrusive<c10d::TCPStore>(o.host, storeOptions);
     } catch (const std::exception& error) {
