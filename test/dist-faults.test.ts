@@ -124,6 +124,17 @@ test('ranks started with different world sizes: the later one names both', async
   });
 });
 
+test('two processes given the same rank: the second is told so', async () => {
+  const runs = spawnRanks('join', { worldSize: 3, ranks: [0, 1, 1], port: await freePort(), timeoutMs: TIMEOUT_MS });
+  await withRuns(runs, async () => {
+    const results = await outcomes(runs);
+    const duplicates = results.filter((r) => r.code === 'ERR_DIST_DUPLICATE_RANK');
+    assert.is(duplicates.length, 1, JSON.stringify(results));
+    assert.match(duplicates[0].message as string, /rank 1 joined twice on 127\.0\.0\.1:\d+/);
+    for (const result of results) assert.is(result.event, 'error');
+  });
+});
+
 test('bad options are refused before any connection', async () => {
   const error = await rejection(initProcessGroup({ rank: 2, worldSize: 2, masterAddr: '127.0.0.1', masterPort: 1, timeoutMs: 100 }));
   assert.is(error.code, 'ERR_DIST_OPTIONS');
