@@ -47,6 +47,11 @@ else
   echo "setup: gloo headers present (/usr/include/gloo)"
 fi
 
+# bench:train preloads tcmalloc into the PyTorch reference (as PyTorch's own CPU performance guide does).
+if ! ldconfig -p 2>/dev/null | grep -q libtcmalloc_minimal.so.4 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libtcmalloc-minimal4 >/dev/null || echo "setup: libtcmalloc-minimal4 not installed (bench:train's reference then runs on glibc malloc)"
+fi
+
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 npm run build
 echo "setup: done"

@@ -2,14 +2,14 @@
 // tokenizer.js: train a SentencePiece tokenizer for DeBERTa-V3 / CamemBERTa, encode text, show a model.
 import { createInterface } from 'readline';
 import { existsSync, statSync } from 'fs';
-import { choiceOption, createCli, flagOption, integerOption, listOption, numberOption, runCli, stringOption } from './cli/args';
+import { choiceOption, createCli, flagOption, integerOption, listOption, numberOption, runCli, stringOption, UsageError } from './cli/args';
 import { createThroughputProgress } from './cli/progress';
 import { NORMALIZATION_RULES, NormalizationRule } from './tokenizer/normalization';
 import { trainTokenizer } from './tokenizer/train';
 import { loadTokenizer } from './tokenizer/index';
 
 const cli = createCli('tokenizer.js', 'SentencePiece tokenizer for DeBERTa-V3 / CamemBERTa pretraining', { usage: '$0 <command> [options]' })
-  .demandCommand(1, 'give a command: train, encode or info');
+  .demandCommand(1, 'give a command: train, encode, info or extend');
 
 cli.command(
   'train',
@@ -99,6 +99,42 @@ cli.command(
       specialTokens: tokenizer.special.ids,
       specialTokenStrings: tokenizer.special.strings,
     }, null, 2) + '\n');
+  },
+);
+
+cli.command(
+  'extend',
+  'append word pieces to a SentencePiece unigram model after every existing id (old ids keep their pieces) and write spm.model, the HF tokenizer files and extension.json into --output; continued pretraining with it grows the embedding rows (docs/CONTINUED-PRETRAINING.md)',
+  (command) => command
+    .option('model', stringOption('the tokenizer to extend: a directory with spm.model (a model directory works) or the spm.model file', { demandOption: true }))
+    .option('add', stringOption('words to add, one per line (blank lines and # comments skipped)'))
+    .option('from-corpus', listOption('instead of --add: corpus files or directories to pick words from (.txt, .txt.gz, .jsonl, .jsonl.gz)'))
+    .option('count', integerOption('--count', 'with --from-corpus: words to add, those saving the most tokens (occurrences x (pieces - 1))', { min: 1 }))
+    .option('min-pieces', integerOption('--min-pieces', 'with --from-corpus: only words the tokenizer splits into at least this many pieces', { min: 2 }, { default: 2 }))
+    .option('output', stringOption('directory to write the extended tokenizer into (replaced whole)', { demandOption: true }))
+    .check((argv) => {
+      if ((argv.add === undefined) === (argv['from-corpus'] === undefined)) throw new UsageError('give one of --add FILE or --from-corpus DIR --count N');
+      if (argv['from-corpus'] !== undefined && argv.count === undefined) throw new UsageError('--from-corpus needs --count N');
+      return true;
+    }),
+  async (options) => {
+    const { extendTokenizer, readWordList, wordsFromCorpus, tokenizerFileOf, ExtendError } = await import('./tokenizer/extend');
+    try {
+      let words: { word: string; count?: number }[];
+      if (options.add !== undefined) {
+        words = readWordList(options.add).map((word) => ({ word }));
+      } else {
+        const { sp } = await loadTokenizer(tokenizerFileOf(options.model));
+        words = await wordsFromCorpus(options.fromCorpus!, sp, { count: options.count!, minPieces: options.minPieces });
+      }
+      const result = await extendTokenizer({ model: options.model, words, outputDir: options.output });
+      for (const skip of result.skipped) process.stderr.write(`skipped ${skip.word}: ${skip.reason}\n`);
+      for (const a of result.added) process.stderr.write(`${a.id}\t${a.piece}\t(was ${a.oldPieces.join(' ')}${a.count === undefined ? '' : `; ${a.count} occurrences`})\n`);
+      process.stdout.write(`${result.outputDir}: ${result.ids} ids (${result.base.ids} + ${result.added.length} new pieces)\n`);
+    } catch (error) {
+      if (error instanceof ExtendError) throw new UsageError(error.message);
+      throw error;
+    }
   },
 );
 

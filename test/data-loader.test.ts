@@ -88,21 +88,42 @@ test('batches are padded typed arrays with a mask, [CLS] first, and rows from on
   }
 });
 
-test('ranks read disjoint documents that together cover the corpus, every epoch', () => {
-  const worldSize = 3;
-  for (const epoch of [0, 1]) {
-    const seen: Set<number>[] = [];
+test('a rank that takes its slice of each global batch and skips the rest sees exactly that slice of the one stream', () => {
+  // Global batch of 6 micro-batches of 2 examples, 3 ranks with 2 micro-batches each: the union of
+  // what the ranks take is the single-process stream, whatever the world size.
+  const microBatch = 2;
+  const microBatchesPerStep = 6;
+  const steps = 40;
+  const single = PretrainingLoader.open(config({ batchSize: microBatch, shuffleBuffer: 10 }));
+  const expected: string[] = [];
+  const expectedTokens: number[] = [];
+  for (let i = 0; i < steps * microBatchesPerStep; i++) {
+    const batch = single.next();
+    expected.push(Array.from(batch.inputIds).join(','));
+    expectedTokens.push(batch.attentionMask.reduce((a, m) => a + m, 0));
+  }
+  for (const worldSize of [1, 2, 3]) {
+    const perRank = microBatchesPerStep / worldSize;
+    const got: string[] = new Array(expected.length);
+    const states: string[] = [];
     for (let rank = 0; rank < worldSize; rank++) {
-      const loader = PretrainingLoader.open(config({ rank, worldSize, batchSize: 1, shuffleBuffer: 10 }));
-      const documents = new Set<number>();
-      for (let batch = loader.next(); batch.epoch <= epoch; batch = loader.next()) {
-        if (batch.epoch === epoch) documentsOf(batch).forEach((d) => documents.add(d));
+      const loader = PretrainingLoader.open(config({ batchSize: microBatch, shuffleBuffer: 10 }));
+      for (let step = 0; step < steps; step++) {
+        let skippedTokens = loader.skip(rank * perRank * microBatch);
+        let ownTokens = 0;
+        for (let k = 0; k < perRank; k++) {
+          const batch = loader.next();
+          got[step * microBatchesPerStep + rank * perRank + k] = Array.from(batch.inputIds).join(',');
+          ownTokens += batch.attentionMask.reduce((a, m) => a + m, 0);
+        }
+        skippedTokens += loader.skip((worldSize - rank - 1) * perRank * microBatch);
+        const stepTokens = expectedTokens.slice(step * microBatchesPerStep, (step + 1) * microBatchesPerStep).reduce((a, b) => a + b, 0);
+        assert.is(skippedTokens + ownTokens, stepTokens, 'skip counts the real tokens it passes over');
       }
-      seen.push(documents);
+      states.push(JSON.stringify(loader.state()));
     }
-    const union = new Set(seen.flatMap((s) => [...s]));
-    assert.is(union.size, DOCUMENTS, `epoch ${epoch}`);
-    assert.is(seen.reduce((sum, s) => sum + s.size, 0), DOCUMENTS, `ranks overlap in epoch ${epoch}`);
+    assert.equal(got, expected, `world size ${worldSize}`);
+    assert.is(new Set(states).size, 1, 'every rank ends at the same position');
   }
 });
 
@@ -117,21 +138,21 @@ test('the same seed gives the same batches, another seed other batches; epochs d
 
 test('a loader resumed from its state delivers exactly the batches of an uninterrupted one, across epochs', () => {
   for (const examples of [{ mode: 'electra' as const, maxSeqLength: 64 }, { mode: 'full-sentences' as const, maxSeqLength: 128 }]) {
-    const uninterrupted = PretrainingLoader.open(config({ examples, rank: 1, worldSize: 2 }));
+    const uninterrupted = PretrainingLoader.open(config({ examples }));
     const all = Array.from({ length: 120 }, () => uninterrupted.next());
     assert.ok(all[119].epoch >= 2, 'the run should cross epochs');
-    const first = PretrainingLoader.open(config({ examples, rank: 1, worldSize: 2 }));
+    const first = PretrainingLoader.open(config({ examples }));
     for (let i = 0; i < 53; i++) first.next();
     const state = JSON.parse(JSON.stringify(first.state()));
-    const resumed = PretrainingLoader.open(config({ examples, rank: 1, worldSize: 2 }), state);
+    const resumed = PretrainingLoader.open(config({ examples }), state);
     for (let i = 53; i < 120; i++) {
       const batch = resumed.next();
       assert.equal(Array.from(batch.inputIds), Array.from(all[i].inputIds), `batch ${i}`);
       assert.equal(Array.from(batch.attentionMask), Array.from(all[i].attentionMask));
       assert.equal(Array.from(batch.tokenTypeIds), Array.from(all[i].tokenTypeIds));
     }
-    assert.throws(() => PretrainingLoader.open(config({ examples, rank: 0, worldSize: 2 }), state), /cannot resume the data loader: rank 1\/2 vs 0\/2/);
-    assert.throws(() => PretrainingLoader.open(config({ examples: { ...examples, maxSeqLength: 32 }, rank: 1, worldSize: 2 }), state), /data or example settings changed/);
+    assert.throws(() => PretrainingLoader.open(config({ examples, seed: 6 }), state), /cannot resume the data loader: seed/);
+    assert.throws(() => PretrainingLoader.open(config({ examples: { ...examples, maxSeqLength: 32 } }), state), /data or example settings changed/);
   }
 });
 
@@ -147,14 +168,10 @@ test('splits: train never yields a held-out document, held-out only those; toget
   const heldOut = [0, 7, 79, 80, 150, 239];
   const dir = path.join(tmp, 'held-out');
   writeDataset(dir, { heldOut });
-  for (const worldSize of [1, 2]) {
-    const train = new Set<number>();
-    const held = new Set<number>();
-    for (let rank = 0; rank < worldSize; rank++) {
-      documentsOfEpoch(PretrainingLoader.open(config({ dataDir: dir, rank, worldSize, batchSize: 1 }))).forEach((d) => train.add(d));
-      documentsOfEpoch(PretrainingLoader.open(config({ dataDir: dir, rank, worldSize, batchSize: 1, split: 'held-out' }))).forEach((d) => held.add(d));
-    }
-    assert.equal([...held].sort((a, b) => a - b), heldOut, `world size ${worldSize}`);
+  {
+    const train = documentsOfEpoch(PretrainingLoader.open(config({ dataDir: dir, batchSize: 1 })));
+    const held = documentsOfEpoch(PretrainingLoader.open(config({ dataDir: dir, batchSize: 1, split: 'held-out' })));
+    assert.equal([...held].sort((a, b) => a - b), heldOut);
     assert.is(train.size, DOCUMENTS - heldOut.length);
     for (const d of heldOut) assert.not.ok(train.has(d), `held-out document ${d} in the train split`);
   }

@@ -1,18 +1,23 @@
 // The pretraining batch stream: shards -> documents -> examples -> shuffle buffer -> batches.
 //
 // Epoch e visits the shards in a seeded random order and the documents of each shard in a seeded
-// random order; the k-th document of that sequence belongs to rank k mod worldSize, so ranks read
-// disjoint documents. Examples (see examples.ts) are built per rank with a generator seeded by
-// (seed, epoch, rank) and pass through a shuffle buffer. The stream runs epoch after epoch without
-// end; batches are consecutive groups of `batchSize` examples, padded to `maxSeqLength`.
+// random order. Examples (see examples.ts) are built with a generator seeded by (seed, epoch) and pass
+// through a shuffle buffer. The stream runs epoch after epoch without end; batches are consecutive
+// groups of `batchSize` examples, padded to `maxSeqLength`.
+//
+// There is one stream whatever the number of data-parallel ranks, as Megatron-LM's global sample
+// index: the sequence of examples is a function of the data, the seed and the position only. A rank
+// takes its slice of each global batch and `skip`s the others' examples (building an example from
+// token ids is cheap next to a training step), so every rank's position after a step is the same
+// global count, and a checkpoint written by N ranks resumes on M.
 //
 // Position: `state()` is {epoch, examplesInEpoch} plus what identifies the stream. `PretrainingLoader.open`
-// with that state rebuilds epoch `epoch` and skips the examples already delivered (building examples
-// from token ids is cheap; nothing is tokenized again), so a resumed run sees exactly the batches an
-// uninterrupted run would. Memory: one shard at a time plus the shuffle buffer.
+// with that state rebuilds epoch `epoch` and skips the examples already delivered (nothing is
+// tokenized again), so a resumed run sees exactly the batches an uninterrupted run would.
+// Memory: one shard at a time plus the shuffle buffer.
 //
 // Split: 'train' reads every document but the ones prepare held out (manifest.json lists them per
-// shard), 'held-out' reads only those; the order and rank rules above apply within the split.
+// shard), 'held-out' reads only those; the order rules above apply within the split.
 import { join } from 'path';
 import { ExampleConfig, Example, ExampleBuilder, createExampleBuilder } from './examples';
 import { Manifest, checkShardFiles, readManifest } from './manifest';
@@ -25,8 +30,6 @@ export interface LoaderConfig {
   examples: ExampleConfig;
   batchSize: number;
   seed: number;
-  rank?: number;
-  worldSize?: number;
   /** examples held for shuffling (0: no shuffling) */
   shuffleBuffer?: number;
   /** which documents: the training ones (default) or the ones prepare held out */
@@ -52,8 +55,6 @@ export interface LoaderState {
   epoch: number;
   examplesInEpoch: number;
   seed: number;
-  rank: number;
-  worldSize: number;
   /** identifies the data and example settings the position refers to */
   fingerprint: string;
 }
@@ -87,8 +88,6 @@ function splitOfShard(entry: Manifest['shards'][number], split: LoaderSplit): { 
 export class PretrainingLoader {
   readonly manifest: Manifest;
   readonly split: LoaderSplit;
-  private readonly rank: number;
-  private readonly worldSize: number;
   private readonly shuffleSize: number;
   private readonly padId: number;
   private readonly fingerprint: string;
@@ -100,9 +99,6 @@ export class PretrainingLoader {
     this.manifest = readManifest(config.dataDir);
     // The stream is indexed by the manifest's counts: they must be the files' (64 bytes a shard).
     checkShardFiles(config.dataDir, this.manifest);
-    this.rank = config.rank ?? 0;
-    this.worldSize = config.worldSize ?? 1;
-    if (!(this.rank >= 0 && this.rank < this.worldSize)) throw new Error(`rank ${this.rank} outside worldSize ${this.worldSize}`);
     if (!(config.batchSize >= 1)) throw new Error('batchSize must be >= 1');
     if (config.examples.maxSeqLength > 0 && this.manifest.counts.tokens === 0) throw new Error(`${config.dataDir} holds no tokens`);
     this.split = config.split ?? 'train';
@@ -117,7 +113,6 @@ export class PretrainingLoader {
       const problems: string[] = [];
       if (state.fingerprint !== this.fingerprint) problems.push('the data or example settings changed');
       if (state.seed !== config.seed) problems.push(`seed ${state.seed} vs ${config.seed}`);
-      if (state.rank !== this.rank || state.worldSize !== this.worldSize) problems.push(`rank ${state.rank}/${state.worldSize} vs ${this.rank}/${this.worldSize}`);
       if (problems.length) throw new Error(`cannot resume the data loader: ${problems.join('; ')}`);
       this.epoch = state.epoch;
     }
@@ -136,8 +131,6 @@ export class PretrainingLoader {
       epoch: this.epoch,
       examplesInEpoch: this.examplesInEpoch,
       seed: this.config.seed,
-      rank: this.rank,
-      worldSize: this.worldSize,
       fingerprint: this.fingerprint,
     };
   }
@@ -160,6 +153,13 @@ export class PretrainingLoader {
     return { inputIds, attentionMask, tokenTypeIds, batchSize, seqLength, epoch };
   }
 
+  /** Passes over `count` examples (another rank's share of a global batch); returns their real tokens. */
+  skip(count: number): number {
+    let tokens = 0;
+    for (let i = 0; i < count; i++) tokens += this.nextExample().tokens.length;
+    return tokens;
+  }
+
   private nextExample(): Example {
     for (let emptyEpochs = 0; emptyEpochs < 2; ) {
       const step = this.epochStream.next();
@@ -172,17 +172,16 @@ export class PretrainingLoader {
       this.examplesInEpoch = 0;
       this.epochStream = this.streamEpoch(this.epoch);
     }
-    throw new Error(`rank ${this.rank} of ${this.worldSize} gets no examples from ${this.config.dataDir} (fewer documents than ranks?)`);
+    throw new Error(`${this.config.dataDir} yields no examples in its ${this.split} split`);
   }
 
-  /** All examples of one epoch for this rank, in delivery order. */
+  /** All examples of one epoch, in delivery order. */
   private *streamEpoch(epoch: number): Generator<Example> {
     const { seed } = this.config;
     const orderRandom = new Random(seed, epoch, 0x5a4d);
-    const builder: ExampleBuilder = createExampleBuilder(this.config.examples, this.manifest.tokenizer.specialTokens, new Random(seed, epoch, this.rank, 0xe1ec));
-    const shuffleRandom = new Random(seed, epoch, this.rank, 0x5f1e);
+    const builder: ExampleBuilder = createExampleBuilder(this.config.examples, this.manifest.tokenizer.specialTokens, new Random(seed, epoch, 0, 0xe1ec));
+    const shuffleRandom = new Random(seed, epoch, 0, 0x5f1e);
     const buffer: Example[] = [];
-    let documentCounter = 0;
     const shardOrder = orderRandom.permutation(this.manifest.shards.length);
     const emit = function* (this: PretrainingLoader, example: Example): Generator<Example> {
       if (this.shuffleSize <= 0) {
@@ -198,15 +197,11 @@ export class PretrainingLoader {
     }.bind(this);
     for (const shardIndex of shardOrder) {
       const { count: shardDocuments, members } = splitOfShard(this.manifest.shards[shardIndex], this.split);
-      // The document order is drawn for every shard, whether or not this rank reads it, so all
-      // ranks agree on which documents are whose.
       const documentOrder = orderRandom.permutation(shardDocuments);
-      const first = (this.rank - (documentCounter % this.worldSize) + this.worldSize) % this.worldSize;
-      documentCounter += shardDocuments;
-      if (first >= shardDocuments) continue;
+      if (shardDocuments === 0) continue;
       const shard: Shard = readShard(join(this.config.dataDir, this.manifest.shards[shardIndex].file));
       const documents = members?.();
-      for (let k = first; k < shardDocuments; k += this.worldSize) {
+      for (let k = 0; k < shardDocuments; k++) {
         const document = documents ? documents[documentOrder[k]] : documentOrder[k];
         const sentences = [];
         for (let s = shard.documentStarts[document]; s < shard.documentStarts[document + 1]; s++) {

@@ -127,6 +127,26 @@ export const trainConfigSchema = z.object({
   }).strict().prefault({}),
   /** A previous run's directory (or one of its checkpoints) to start from: weights and optimizer state carried over, step and schedule restarted (phase 2). */
   init_from: z.string().min(1).nullable().default(null),
+  /** Continued pretraining from HF model directories (src/pretrain/init.ts); the architecture then comes from their config.json. */
+  init: z.object({
+    /** The discriminator (electra) or the model (mlm): a DebertaV2Model / ForMaskedLM / ForTokenClassification-style directory. */
+    discriminator: z.string().min(1).nullable().default(null),
+    /** A DebertaV2ForMaskedLM directory; null: a fresh generator at model.generator's ratios. */
+    generator: z.string().min(1).nullable().default(null),
+    /** A tensor whose shape differs from the model's keeps its overlapping block (the rest fresh) instead of being an error. */
+    allow_resize: z.boolean().default(false),
+  }).strict().prefault({}),
+  /** Several processes (launch.js, torchrun, SLURM): docs/DISTRIBUTED.md. Ignored by one process. */
+  distributed: z.object({
+    /** gloo between CPU processes, nccl between GPUs; auto: nccl on CUDA, else gloo. */
+    backend: z.enum(['auto', 'gloo', 'nccl']).default('auto'),
+    /** A rendezvous or collective that waits longer than this fails, naming the ranks it waited for (rank 0's checkpoint writes and evaluation count too). */
+    timeout_s: z.number().positive().default(600),
+    /** Gradients are all-reduced in buckets of this size, each as soon as backward has filled it. */
+    bucket_cap_mb: z.number().positive().default(25),
+    /** false: one all-reduce of all gradients after backward instead of buckets during it (for measuring; slower). */
+    overlap: z.boolean().default(true),
+  }).strict().prefault({}),
   export: z.object({
     at_end: z.boolean().default(true),
     /** Also write pytorch_model.bin. */
@@ -142,6 +162,7 @@ export const RESUMABLE_KEYS = [
   'max_steps', 'schedule.total_steps', 'threads', 'output_dir', 'data.path', 'data.eval_path',
   'logging.every', 'logging.tensorboard', 'logging.progress', 'eval.every', 'eval.batches',
   'checkpoint.every', 'checkpoint.keep', 'export.at_end', 'export.pytorch_bin', 'device',
+  'distributed.backend', 'distributed.timeout_s', 'distributed.bucket_cap_mb', 'distributed.overlap',
 ];
 
 export interface ConfigProblem {
@@ -251,6 +272,15 @@ function crossFieldProblems(config: TrainConfig, worldSize: number): ConfigProbl
     const field = /^\w+/.exec(message)?.[0] ?? '';
     const text = message.replace(/\b(peakLr|endLr|warmupSteps|totalSteps)\b/g, (name) => keyOf[name]);
     problems.push({ key: keyOf[field] ?? 'schedule', message: text });
+  }
+  if (config.init.generator !== null && config.init.discriminator === null) {
+    problems.push({ key: 'init.generator', message: 'needs init.discriminator (a generator alone cannot start a run)' });
+  }
+  if (config.init.generator !== null && config.objective !== 'electra') {
+    problems.push({ key: 'init.generator', message: `the ${config.objective} objective has no generator` });
+  }
+  if (config.init.discriminator !== null && config.init_from !== null) {
+    problems.push({ key: 'init.discriminator', message: 'init_from already gives the weights: use one of the two' });
   }
   if (config.objective === 'mlm' && config.data.examples === 'electra' && config.model.type === 'roberta') {
     problems.push({ key: 'data.examples', message: 'RoBERTa has one segment type: use "full-sentences" examples' });

@@ -86,3 +86,10 @@ export async function prepareData(source: DataSource, config: TrainConfig, outpu
   });
   return { dir, manifest, tokenizerPath: path.join(dir, manifest.tokenizer.file) };
 }
+
+/** What prepareData made of a source, opened without writing (the ranks that follow rank 0). */
+export function openPreparedData(source: DataSource, outputDir: string, name: string): PreparedData {
+  const dir = source.kind === 'prepared' ? source.dir : path.join(outputDir, name);
+  const manifest = readManifest(dir);
+  return { dir, manifest, tokenizerPath: path.join(dir, manifest.tokenizer.file) };
+}

@@ -5,6 +5,13 @@
 // A step makes no host round trip: losses and counts accumulate on the device in one small vector
 // (`statistics`) that is read only on logging steps; the loss scaler's skip decision is read once
 // per optimizer step, only under float16. Only rank 0 writes (logs, checkpoints, export).
+//
+// Data parallelism (`DataParallel`, one process being the trivial case): a global batch is a run of
+// global_batch_size / micro_batch_size micro-batches of the one data stream; rank r trains on its
+// contiguous share of them and skips the rest, and every random draw of a micro-batch (masking,
+// sampling, dropout) is seeded by (seed, step, the micro-batch's index in the global batch). So what a
+// step computes depends on the seed and the step, not on the number of ranks, and a checkpoint
+// written by N ranks resumes on M.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -26,13 +33,16 @@ import { TrainConfig, TrainConfigError, RESUMABLE_KEYS, differingKeys, configJso
 import { ElectraModel, electraMask, electraMetrics, ELECTRA_STATISTICS, SpecialTokenIds } from './electra';
 import { bertMask, maskedLanguageModelLoss, mlmMetrics, MLM_STATISTICS } from './mlm';
 import { buildModelConfigs, createPretrainingModel, TokenizerFacts } from './models';
-import { checkData, prepareData, DataSource } from './data';
+import { checkData, prepareData, openPreparedData, DataSource } from './data';
 import {
   saveCheckpoint, loadCheckpoint, newestCheckpoint, resolveCheckpoint, removeStaleStaging, listCheckpoints, CheckpointMeta,
   CHECKPOINT_FORMAT, CHECKPOINT_VERSION,
 } from './checkpoint';
 import { MetricsLog } from './metrics-log';
 import { exportRun } from './export';
+import { planPretrainedInit, withPretrainedTokenizer, writeInitReport } from './init';
+import { DataParallel, singleProcess } from './parallel';
+import { Random } from '../data/random';
 
 /** Where this process sits among the data-parallel ranks (one process: rank 0 of 1). */
 export interface ProcessContext {
@@ -40,6 +50,8 @@ export interface ProcessContext {
   worldSize: number;
   localRank: number;
   localWorldSize: number;
+  /** Intra-op threads when the config's `threads` is 0 (the launcher's share of the cores). */
+  cpuThreads?: number;
 }
 
 export interface TrainOptions {
@@ -49,6 +61,8 @@ export interface TrainOptions {
   /** 'auto': the newest checkpoint of output_dir if any; a path: that checkpoint (or run). */
   resume?: string | null;
   context?: ProcessContext;
+  /** The ranks this process trains with (src/pretrain/parallel.ts); one process when absent. */
+  parallel?: DataParallel;
   /** Lines for the user (stderr by default). */
   log?: (line: string) => void;
   /** Stop as if SIGINT arrived once this step is done (tests). */
@@ -90,6 +104,12 @@ export function resolveDevice(config: TrainConfig, context: ProcessContext, sour
   if (!wantCuda) return 'cpu';
   if (!native.builtWithCuda || !cudaAvailable()) {
     throw new TrainConfigError(source, [{ key: 'device', message: native.builtWithCuda ? 'no CUDA device is available' : 'camemberta was built without CUDA' }]);
+  }
+  // One GPU per local rank; a rank that sees a single GPU (srun --gpus-per-task=1) uses it.
+  const visible = native.deviceCount();
+  if (visible === 1) return 'cuda:0';
+  if (context.localRank >= visible) {
+    throw new TrainConfigError(source, [{ key: 'device', message: `local rank ${context.localRank} has no GPU of its own (${visible} visible): start at most ${visible} ranks per node` }]);
   }
   return `cuda:${context.localRank}`;
 }
@@ -189,6 +209,13 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>): nu
 
 // ---- the run -----------------------------------------------------------------------------------
 
+/** The seeds of micro-batch `index` of the global batch of `step`: a function of nothing else. */
+function microBatchSeeds(seed: number, step: number, index: number): { dropout: bigint; masking: bigint; sampling: bigint } {
+  const random = new Random(seed, step, index, 0x5eed);
+  const draw = () => BigInt(Math.floor(random.random() * 2 ** 53));
+  return { dropout: draw(), masking: draw(), sampling: draw() };
+}
+
 function realTokens(batch: Batch): number {
   let n = 0;
   for (let i = 0; i < batch.attentionMask.length; i++) n += batch.attentionMask[i];
@@ -196,8 +223,11 @@ function realTokens(batch: Batch): number {
 }
 
 export async function train(options: TrainOptions): Promise<TrainResult> {
-  const { config, source } = options;
-  const context = options.context ?? { rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1 };
+  const source = options.source;
+  // init.discriminator: raw text is tokenized with the model's own tokenizer unless data.tokenizer says otherwise.
+  const config = withPretrainedTokenizer(options.config);
+  const parallel = options.parallel ?? singleProcess;
+  const context = options.context ?? { rank: parallel.rank, worldSize: parallel.worldSize, localRank: 0, localWorldSize: 1 };
   const isWriter = context.rank === 0;
   const say = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const outputDir = path.resolve(config.output_dir);
@@ -209,8 +239,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const device = resolveDevice(config, context, source);
   const precision = resolvePrecision(config, device, source);
   const facts = await tokenizerFacts(trainSource, config);
-  const modelConfigs = buildModelConfigs(config, facts, source);
-  const accumulation = config.batch.global_batch_size / (config.batch.micro_batch_size * context.worldSize);
+  // init.discriminator: the architecture comes from the HF directories (src/pretrain/init.ts).
+  const pretrained = config.init.discriminator ? await planPretrainedInit(config, trainSource, source) : null;
+  const modelConfigs = pretrained?.configs ?? buildModelConfigs(config, facts, source);
+  // The micro-batches of one global batch, and this rank's contiguous share of them.
+  const microBatchesPerStep = config.batch.global_batch_size / config.batch.micro_batch_size;
+  const accumulation = microBatchesPerStep / context.worldSize;
+  const firstMicroBatch = context.rank * accumulation;
+  await parallel.checkSameConfig(config, source);
 
   let resumeFrom: string | null = null;
   if (options.resume === 'auto' || (options.resume == null && Number(process.env.TORCHELASTIC_RESTART_COUNT ?? 0) > 0)) {
@@ -233,24 +269,30 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     }
   }
   const initFrom = !resumed && config.init_from ? resolveCheckpointOrFail(config.init_from, source) : null;
+  const initialised = pretrained && !resumed ? await pretrained.load() : null;
 
-  // 2. Output directory, data, tokenizer.
-  if (isWriter) {
+  // 2. Output directory, data, tokenizer: prepared by rank 0, then opened by the others.
+  const dataLog = { info: (m: string) => say(`train: ${m}`), warn: (m: string) => say(`train: warning: ${m}`) };
+  const { trainData, evalData } = await parallel.leaderFirst('data preparation', async () => {
     fs.mkdirSync(outputDir, { recursive: true });
     removeStaleStaging(outputDir);
     writeFileAtomicSyncFrom(path.join(outputDir, 'config.json'), configJson(config));
-  }
-  const dataLog = { info: (m: string) => say(`train: ${m}`), warn: (m: string) => say(`train: warning: ${m}`) };
-  const trainData = await prepareData(trainSource, config, outputDir, dataLog, { name: 'data', heldOutFraction: config.data.held_out_fraction });
-  const evalData = evalSource ? await prepareData(evalSource, config, outputDir, dataLog, { name: 'eval-data', tokenizerPath: trainData.tokenizerPath, heldOutFraction: 0 }) : trainData;
+    if (initialised) writeInitReport(outputDir, initialised.report, say);
+    const trainData = await prepareData(trainSource, config, outputDir, dataLog, { name: 'data', heldOutFraction: config.data.held_out_fraction });
+    const evalData = evalSource ? await prepareData(evalSource, config, outputDir, dataLog, { name: 'eval-data', tokenizerPath: trainData.tokenizerPath, heldOutFraction: 0 }) : trainData;
+    return { trainData, evalData };
+  }, async () => {
+    const trainData = openPreparedData(trainSource, outputDir, 'data');
+    return { trainData, evalData: evalSource ? openPreparedData(evalSource, outputDir, 'eval-data') : trainData };
+  });
   const tokenizer: LoadedTokenizer = await loadTokenizer(trainData.tokenizerPath);
   const special = tokenizer.special.ids;
 
   // 3. Model, optimizer, loss scaler, random streams.
-  setNumThreads(config.threads || Math.max(1, Math.floor(os.cpus().length / context.localWorldSize)));
+  setNumThreads(config.threads || context.cpuThreads || Math.max(1, Math.floor(os.cpus().length / context.localWorldSize)));
   manualSeed(config.seed);
   const initGenerator = new Generator({ seed: config.seed });
-  const trained = createPretrainingModel(config, modelConfigs, { generator: initGenerator, init: 'truncated' });
+  const trained = initialised?.model ?? createPretrainingModel(config, modelConfigs, { generator: initGenerator, init: 'truncated' });
   initGenerator.dispose();
   const objective = trained instanceof ElectraModel
     ? electraObjective(config, special, tokenizer.vocabSize, trained)
@@ -277,8 +319,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     examples: { mode: config.data.examples, maxSeqLength: config.data.seq_length },
     batchSize: config.batch.micro_batch_size,
     seed,
-    rank: context.rank,
-    worldSize: context.worldSize,
     shuffleBuffer: config.data.shuffle_buffer,
     split,
   });
@@ -304,15 +344,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     optimizer.loadState(optimizerState, optimizerJson);
     scaler.loadState(prefixed('scaler/'));
     if (whole) {
-      native.generatorState(-1, checkpoint.state.get('rng/global')!.handle);
-      maskingGenerator.setState(checkpoint.state.get('rng/masking')!);
-      samplingGenerator.setState(checkpoint.state.get('rng/sampling')!);
       step = checkpoint.meta.step;
       tokensBefore = checkpoint.meta.tokens;
       elapsedBefore = checkpoint.meta.elapsedSeconds;
       loaderState = (checkpoint.meta.data as { train: LoaderState }).train;
       // The logging window in progress, so that the next log line is the one an uninterrupted run writes.
-      noGrad(() => statistics.copy_(checkpoint.state.get('trainer/statistics')!));
+      // (rank 0's copy holds the whole window's sums; see checkpointNow)
+      if (isWriter) noGrad(() => statistics.copy_(checkpoint.state.get('trainer/statistics')!));
       resumedWindow = checkpoint.meta.window ?? resumedWindow;
     }
   });
@@ -323,6 +361,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     restore(initFrom, false);
     say(`train: weights and optimizer state from ${initFrom}; step and schedule start again`);
   }
+  // Every rank starts from rank 0's weights (they are equal already when seeded alike; this makes it so).
+  await parallel.adoptParameters(parameters);
   const loader = PretrainingLoader.open(loaderConfig('train', trainData.dir, config.seed), loaderState);
   const evalSplit = evalSource ? 'train' : 'held-out';
   const evaluationPossible = config.eval.every > 0 && (evalSource !== null || (trainData.manifest.counts.heldOutDocuments ?? 0) > 0);
@@ -398,9 +438,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const state = new Map<string, Tensor>();
       for (const [k, v] of optimizer.stateTensors()) state.set(`optimizer/${k}`, v);
       for (const [k, v] of scaler.stateTensors()) state.set(`scaler/${k}`, v);
-      state.set('rng/global', new Tensor(native.generatorState(-1) as number) as Tensor);
-      state.set('rng/masking', maskingGenerator.getState());
-      state.set('rng/sampling', samplingGenerator.getState());
       state.set('trainer/statistics', statistics);
       const meta: CheckpointMeta = {
         format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, step, optimizer: optimizer.stateJson(),
@@ -417,6 +454,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let windowStart = Date.now();
   let windowTokens = resumedWindow.tokens;
   let windowMicroBatches = resumedWindow.microBatches;
+  let windowCommMs = parallel.stats().waitMs;
   let tokens = tokensBefore;
   let lastMetrics: Record<string, number> = {};
   // Counted after the first step: the models cache relative-position tables per sequence length.
@@ -424,21 +462,34 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   try {
     while (step < config.max_steps) {
       const lr = learningRate(scheduleOf(config), step);
-      let stepTokens = 0;
+      // The other ranks' micro-batches are skipped; their tokens still count in the global figures.
+      let stepTokens = loader.skip(firstMicroBatch * config.batch.micro_batch_size);
       for (let micro = 0; micro < accumulation; micro++) {
+        const seeds = microBatchSeeds(config.seed, step, firstMicroBatch + micro);
+        manualSeed(seeds.dropout);
+        maskingGenerator.manualSeed(seeds.masking);
+        samplingGenerator.manualSeed(seeds.sampling);
         const batch = loader.next();
         stepTokens += realTokens(batch);
+        if (micro === accumulation - 1) parallel.prepareForBackward();
         tidy(() => {
           const { loss, statistics: values } = inPrecision(() => objective.forward(toDevice(batch), maskingGenerator, samplingGenerator));
-          // Mean over the global batch: each micro-batch's mean loss weighs 1/accumulation.
+          // Mean over the global batch: each micro-batch's mean loss weighs 1/(its count), the
+          // ranks' gradients are averaged by finishGradients.
           scaler.scaleLoss(loss.div(accumulation)).backward();
           noGrad(() => statistics.add_(values));
         });
       }
-      windowMicroBatches += accumulation;
+      stepTokens += loader.skip((microBatchesPerStep - firstMicroBatch - accumulation) * config.batch.micro_batch_size);
+      await parallel.finishGradients();
+      windowMicroBatches += microBatchesPerStep;
       const isLogStep = (step + 1) % config.logging.every === 0 || step + 1 === config.max_steps;
+      if (isLogStep) await parallel.allReduce([statistics], 'sum');
+      const foundInf = keep(scaler.unscale(parameters));
+      // Averaged gradients are equal on every rank, and so is their inf check; the max makes the
+      // skip decision common even if a reduction were not bitwise the same everywhere.
+      if (scaler.enabled) await parallel.allReduce([foundInf], 'max');
       const logged = tidy(() => {
-        const foundInf = scaler.unscale(parameters);
         const norm = config.optimizer.clip_norm > 0 ? clipGradNorm(parameters, config.optimizer.clip_norm) : gradNorm(parameters);
         optimizer.step(lr, scaler.enabled ? { foundInf } : undefined);
         scaler.update(foundInf);
@@ -446,9 +497,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         if (!isLogStep) return null;
         return { sums: Array.from(statistics.cpu().toTypedArray()), norm: norm.item(), scale: scaler.scale.item() };
       });
+      dispose(foundInf);
       step += 1;
-      tokens += stepTokens * context.worldSize;
-      windowTokens += stepTokens * context.worldSize;
+      tokens += stepTokens;
+      windowTokens += stepTokens;
       if (logged) {
         const seconds = (Date.now() - windowStart) / 1000;
         lastMetrics = {
@@ -457,6 +509,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           tokens_per_s: windowTokens / Math.max(seconds, 1e-9),
           elapsed_s: elapsedBefore + (Date.now() - started) / 1000,
         };
+        if (parallel.worldSize > 1) {
+          // The share of the window this rank spent waiting on communication that backward did not hide.
+          const comm = parallel.stats();
+          lastMetrics.comm_wait_share = (comm.waitMs - windowCommMs) / 1000 / Math.max(seconds, 1e-9);
+          windowCommMs = comm.waitMs;
+        }
         noGrad(() => statistics.zero_());
         windowStart = Date.now();
         windowTokens = 0;
@@ -470,16 +528,23 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         board?.addScalars(step, evalMetrics);
         progress.log(`train: step ${step}: ${Object.entries(evalMetrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
       }
-      progress.update(step, stepTokens * context.worldSize, logged ? { loss: lastMetrics.loss } : undefined);
+      progress.update(step, stepTokens, logged ? { loss: lastMetrics.loss } : undefined);
       if (liveAfterFirstStep < 0) liveAfterFirstStep = liveTensorCount();
       options.onStep?.(step);
       if (options.stopAfterStep === step && !stopSignal) stopSignal = 'SIGINT';
+      const stopping = await parallel.stopAfter(step, stopSignal !== null);
+      if (stopping && !stopSignal) stopSignal = 'SIGTERM';
       const elapsed = elapsedBefore + (Date.now() - started) / 1000;
-      if (stopSignal || step === config.max_steps || (config.checkpoint.every > 0 && step % config.checkpoint.every === 0)) {
+      if (stopping || step === config.max_steps || (config.checkpoint.every > 0 && step % config.checkpoint.every === 0)) {
+        // The window in progress is saved whole: rank 0 holds the ranks' sums, the others restart from 0.
+        if (!isLogStep && parallel.worldSize > 1) {
+          await parallel.allReduce([statistics], 'sum');
+          if (!isWriter) noGrad(() => statistics.zero_());
+        }
         checkpointNow(elapsed, tokens, windowMicroBatches, windowTokens);
         board?.flush();
       }
-      if (stopSignal) break;
+      if (stopping) break;
       // Signals are delivered from the event loop, which a synchronous loop never reaches.
       await new Promise((resolve) => setImmediate(resolve));
     }

@@ -1,0 +1,247 @@
+// The fine-tuning loop, the same for every task: AdamW on a warm-up + linear-decay schedule, one
+// tidy() per step (nothing of a step outlives it), evaluation on dev after every epoch, the best
+// epoch's weights kept and restored, then dev and test scored with them, results.json written and
+// the model saved. Logs: OUTPUT_DIR/log.jsonl (as the pretraining log) and TensorBoard.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Generator, manualSeed, setNumThreads, tidy, keep, zeros, noGrad, autocast, cudaAvailable, builtWithCuda, liveTensorCount } from '../tensor';
+import { Module } from '../nn';
+import { AdamW, DynamicLossScaler, clipGradNorm, gradNorm, learningRate } from '../optim';
+import { writeFileAtomicSyncFrom } from '../io/atomic';
+import { TensorBoardWriter } from '../io/tensorboard';
+import { MetricsLog } from '../pretrain/metrics-log';
+import { createTrainingProgress } from '../cli/progress';
+import { Random } from '../data/random';
+import { FinetuneConfig } from './config';
+import { openModelDirectory, loadWeights } from './model';
+import { DataError } from './conllu';
+import {
+  FinetuneTask, TaskExample, TaskData, Scores, WeightSnapshot,
+  buildTokenClassification, buildSequenceClassification, buildDependencyParsing,
+} from './tasks';
+
+export const RESULTS_FILE = 'results.json';
+export const MODEL_SUBDIR = 'model';
+
+export interface FinetuneOptions {
+  config: FinetuneConfig;
+  /** Lines for the user (stderr by default). */
+  log?: (line: string) => void;
+  /** Replace results and logs an earlier run left in output_dir. */
+  overwrite?: boolean;
+  /** Called after every optimizer step (tests watch the live tensor count with it). */
+  onStep?: (step: number) => void;
+}
+
+export interface FinetuneResults {
+  task: string;
+  model: string;
+  random_init: boolean;
+  seed: number;
+  labels: number;
+  epochs: number;
+  steps: number;
+  best_epoch: number;
+  train_seconds: number;
+  dev: Scores;
+  test: Scores | null;
+  history: { epoch: number; step: number; dev: number; loss: number }[];
+  model_dir: string;
+}
+
+export function resolveDevice(config: FinetuneConfig): string {
+  if (config.device === 'cpu') return 'cpu';
+  const available = builtWithCuda && cudaAvailable();
+  if (config.device === 'cuda' && !available) throw new DataError('device', null, builtWithCuda ? 'no CUDA device is available' : 'camemberta was built without CUDA');
+  return available ? 'cuda' : 'cpu';
+}
+
+/** Batches of examples in index order; evaluation groups similar lengths to pad little. */
+function batchesOf<E>(examples: readonly E[], order: ArrayLike<number>, size: number): E[][] {
+  const batches: E[][] = [];
+  for (let i = 0; i < order.length; i += size) {
+    const batch: E[] = [];
+    for (let k = i; k < Math.min(i + size, order.length); k++) batch.push(examples[order[k]]);
+    batches.push(batch);
+  }
+  return batches;
+}
+
+/** Predictions of every example, in order. */
+export function predictAll<E extends TaskExample, P>(task: FinetuneTask<E, P>, examples: readonly E[], batchSize: number, device: string, precision: FinetuneConfig['precision']): P[] {
+  const modules: Module[] = [task.model, ...(task.head ? [task.head] : [])];
+  for (const m of modules) m.eval();
+  const order = Array.from(examples.keys()).sort((a, b) => examples[a].length - examples[b].length);
+  const out: P[] = new Array(examples.length);
+  try {
+    for (const batch of batchesOf(order, order.map((_, i) => i), batchSize)) {
+      const predictions = inPrecision(precision, device, () => task.predict(batch.map((i) => examples[i]), device));
+      batch.forEach((i, k) => { out[i] = predictions[k]; });
+    }
+  } finally {
+    for (const m of modules) m.train();
+  }
+  return out;
+}
+
+function inPrecision<T>(precision: FinetuneConfig['precision'], device: string, fn: () => T): T {
+  if (precision === 'float32') return fn();
+  return autocast({ device: device.startsWith('cuda') ? 'cuda' : 'cpu', dtype: precision }, fn);
+}
+
+function checkOutputDir(dir: string, overwrite: boolean): void {
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new DataError(dir, null, '--output-dir exists and is not a directory');
+  if (!overwrite) {
+    for (const name of [RESULTS_FILE, 'log.jsonl']) {
+      if (fs.existsSync(path.join(dir, name))) throw new DataError(dir, null, `already holds a fine-tuning run (${name}); choose another --output-dir or pass --overwrite`);
+    }
+  }
+}
+
+export async function finetune(options: FinetuneOptions): Promise<FinetuneResults> {
+  const { config } = options;
+  const say = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const outputDir = path.resolve(config.output_dir);
+  checkOutputDir(outputDir, options.overwrite ?? false);
+  const device = resolveDevice(config);
+  if (config.precision === 'float16' && !device.startsWith('cuda')) throw new DataError('precision', null, 'float16 needs a CUDA device (CPU autocast is bfloat16 only)');
+  setNumThreads(config.threads || os.cpus().length);
+  manualSeed(config.seed);
+
+  // Everything is read and checked before anything is written.
+  const directory = await openModelDirectory(config.model);
+  const generator = new Generator({ seed: config.seed });
+  const warn = (line: string) => say(`finetune: ${line}`);
+  const built = config.task === 'token-classification' ? buildTokenClassification(config, directory, generator, warn)
+    : config.task === 'sequence-classification' ? buildSequenceClassification(config, directory, generator, warn)
+      : buildDependencyParsing(config, directory, generator, warn);
+  generator.dispose();
+  const task = built.task as FinetuneTask;
+  const data = built.data as TaskData<TaskExample>;
+  try {
+    if (!config.random_init) {
+      const report = loadWeights(task.model, config.model, 'encoder');
+      if (report.ignored.length) say(`finetune: not used from ${config.model}: ${report.ignored.length} tensor(s) (${report.ignored.slice(0, 4).join(', ')}${report.ignored.length > 4 ? ', ...' : ''})`);
+    }
+    const labelCount = 'labels' in task ? (task as unknown as { labels: string[] }).labels.length : (task as unknown as { relations: string[] }).relations.length;
+    return await trainTask(task, data, config, device, outputDir, labelCount, say, options);
+  } finally {
+    task.dispose();
+  }
+}
+
+async function trainTask(task: FinetuneTask, data: TaskData<TaskExample>, config: FinetuneConfig, device: string, outputDir: string, labelCount: number,
+  say: (line: string) => void, options: FinetuneOptions): Promise<FinetuneResults> {
+  const modules: Module[] = [task.model, ...(task.head ? [task.head] : [])];
+  if (device !== 'cpu') for (const m of modules) m.to(device as 'cuda');
+  for (const m of modules) m.train();
+  const optimizerOptions = { betas: config.betas, eps: config.eps, weightDecay: config.weight_decay };
+  const encoderOptimizer = new AdamW(task.model.namedParameters(), { lr: config.lr, ...optimizerOptions });
+  const headOptimizer = task.head ? new AdamW(task.head.namedParameters(), { lr: config.head_lr ?? config.lr, ...optimizerOptions }) : null;
+  const parameters = modules.flatMap((m) => m.parameters());
+  const scaler = new DynamicLossScaler({ enabled: config.precision === 'float16', device });
+  const stepsPerEpoch = Math.ceil(data.train.length / config.batch_size);
+  const totalSteps = Math.min(config.max_steps ?? Infinity, stepsPerEpoch * config.epochs);
+  const epochs = Math.ceil(totalSteps / stepsPerEpoch);
+  const schedule = { peakLr: 1, warmupSteps: Math.min(Math.round(config.warmup_ratio * totalSteps), totalSteps - 1), totalSteps, decay: 'linear' as const };
+  const parameterCount = modules.reduce((n, m) => n + m.numParameters(), 0);
+  say(`finetune: ${config.task}, ${config.random_init ? 'random initialisation' : config.model}, ${(parameterCount / 1e6).toFixed(2)}M parameters, ${labelCount} labels, `
+    + `${data.train.length} train / ${data.dev.length} dev${data.test ? ` / ${data.test.length} test` : ''} examples, ${epochs} epoch(s) = ${totalSteps} steps of ${config.batch_size}, ${device}, ${config.precision}`);
+
+  fs.mkdirSync(outputDir, { recursive: true });
+  for (const name of [RESULTS_FILE, 'log.jsonl']) fs.rmSync(path.join(outputDir, name), { force: true });
+  fs.rmSync(path.join(outputDir, 'tensorboard'), { recursive: true, force: true });
+  const metricsLog = new MetricsLog(path.join(outputDir, 'log.jsonl'));
+  const board = config.logging.tensorboard ? new TensorBoardWriter(path.join(outputDir, 'tensorboard')) : null;
+  const progress = createTrainingProgress({ totalSteps, startStep: 0, label: 'finetune', enabled: config.logging.progress });
+  const best = new WeightSnapshot();
+  let bestScore = -Infinity;
+  let bestEpoch = 0;
+  const history: FinetuneResults['history'] = [];
+  const started = Date.now();
+  let step = 0;
+  // The epoch's summed loss stays on the device: read once per epoch, not once per step.
+  const epochLoss = keep(zeros([], { device }));
+  let liveAfterFirstStep = -1;
+  try {
+    for (let epoch = 1; epoch <= epochs && step < totalSteps; epoch++) {
+      const order = new Random(config.seed, epoch).permutation(data.train.length);
+      noGrad(() => epochLoss.zero_());
+      let epochSteps = 0;
+      for (const batch of batchesOf(data.train, order, config.batch_size)) {
+        if (step >= totalSteps) break;
+        const factor = learningRate(schedule, step);
+        const { loss, norm } = tidy(() => {
+          const value = inPrecision(config.precision, device, () => task.loss(batch, device));
+          scaler.scaleLoss(value).backward();
+          const foundInf = scaler.unscale(parameters);
+          const total = config.clip_norm > 0 ? clipGradNorm(parameters, config.clip_norm) : gradNorm(parameters);
+          const stepOptions = scaler.enabled ? { foundInf } : undefined;
+          encoderOptimizer.step(config.lr * factor, stepOptions);
+          headOptimizer?.step((config.head_lr ?? config.lr) * factor, stepOptions);
+          scaler.update(foundInf);
+          noGrad(() => epochLoss.add_(value.detach().float()));
+          encoderOptimizer.zeroGrad();
+          headOptimizer?.zeroGrad();
+          // Read only on logging steps: the host waits for the device there and nowhere else.
+          const logNow = (step + 1) % config.logging.every === 0;
+          return { loss: logNow ? value.item() : NaN, norm: logNow ? total.item() : NaN };
+        });
+        step++;
+        epochSteps++;
+        if (!Number.isNaN(loss)) {
+          const record = { loss, lr: config.lr * factor, grad_norm: norm, epoch, elapsed_s: (Date.now() - started) / 1000 };
+          metricsLog.append({ step, ...record });
+          board?.addScalars(step, record);
+          progress.update(step, 0, { loss });
+        } else {
+          progress.update(step, 0);
+        }
+        if (liveAfterFirstStep < 0) liveAfterFirstStep = liveTensorCount();
+        options.onStep?.(step);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const devScores = task.score(data.dev, predictAll(task, data.dev, config.eval_batch_size, device, config.precision));
+      const meanLoss = epochSteps ? epochLoss.item() / epochSteps : NaN;
+      history.push({ epoch, step, dev: devScores.main, loss: meanLoss });
+      const evalRecord = { [`eval_${task.mainMetric}`]: devScores.main, epoch };
+      metricsLog.append({ step, ...evalRecord });
+      board?.addScalars(step, evalRecord);
+      const better = devScores.main > bestScore;
+      progress.log(`finetune: epoch ${epoch}: dev ${task.mainMetric} ${devScores.main.toFixed(4)}${better ? ' (best so far)' : ''}`);
+      if (better) {
+        bestScore = devScores.main;
+        bestEpoch = epoch;
+        best.take([task.model, ...(task.head ? [task.head] : [])]);
+      }
+    }
+  } finally {
+    progress.stop();
+    metricsLog.close();
+    board?.close();
+    encoderOptimizer.dispose();
+    headOptimizer?.dispose();
+    scaler.dispose();
+    epochLoss.dispose();
+  }
+  const trainSeconds = (Date.now() - started) / 1000;
+  const leaked = liveAfterFirstStep < 0 ? 0 : liveTensorCount() - liveAfterFirstStep - (best.empty ? 0 : parameters.length);
+  if (leaked > 0) say(`finetune: warning: ${leaked} more live tensors than after the first step (a leak)`);
+  best.restore();
+  best.clear();
+
+  const dev = task.score(data.dev, predictAll(task, data.dev, config.eval_batch_size, device, config.precision));
+  const test = data.test ? task.score(data.test, predictAll(task, data.test, config.eval_batch_size, device, config.precision)) : null;
+  const modelDir = path.join(outputDir, MODEL_SUBDIR);
+  if (device !== 'cpu') for (const m of modules) m.to('cpu');
+  task.save(modelDir);
+  const results: FinetuneResults = {
+    task: config.task, model: config.model, random_init: config.random_init, seed: config.seed, labels: labelCount,
+    epochs, steps: step, best_epoch: bestEpoch, train_seconds: trainSeconds, dev, test, history, model_dir: modelDir,
+  };
+  writeFileAtomicSyncFrom(path.join(outputDir, RESULTS_FILE), `${JSON.stringify(results, null, 2)}\n`);
+  const line = (split: string, scores: Scores | null) => (scores ? `${split} ${task.mainMetric} ${scores.main.toFixed(4)}` : null);
+  say(`finetune: best epoch ${bestEpoch}; ${[line('dev', dev), line('test', test)].filter(Boolean).join(', ')}; results in ${path.join(outputDir, RESULTS_FILE)}, model in ${modelDir}`);
+  return results;
+}

@@ -1,0 +1,53 @@
+// Joining a multi-process run: the process group (c10d, src/dist) for this rank, and the trainer's
+// DataParallel over it. Called by train.js when the environment (launch.js, torchrun, SLURM) says
+// there are several ranks; one process never loads any of it.
+import { DistributedEnv } from '../dist/env';
+import { initProcessGroup, ProcessGroup } from '../dist/process-group';
+import { GradientReducer } from '../dist/ddp';
+import { Tensor } from '../tensor';
+import { native } from '../tensor/native';
+import { cudaAvailable } from '../tensor';
+import { TrainConfig, differingKeys } from './config';
+import { DataParallel, createDataParallel } from './parallel';
+import { ProcessContext } from './trainer';
+
+export interface JoinedRun {
+  parallel: DataParallel;
+  context: ProcessContext;
+}
+
+function backendFor(config: TrainConfig): 'gloo' | 'nccl' {
+  if (config.distributed.backend !== 'auto') return config.distributed.backend;
+  const cuda = config.device === 'cuda' || (config.device === 'auto' && native.builtWithCuda && cudaAvailable());
+  return cuda ? 'nccl' : 'gloo';
+}
+
+export async function joinRun(env: DistributedEnv, config: TrainConfig): Promise<JoinedRun> {
+  const backend = backendFor(config);
+  const pg: ProcessGroup = await initProcessGroup({
+    rank: env.rank,
+    worldSize: env.worldSize,
+    masterAddr: env.masterAddr,
+    masterPort: env.masterPort,
+    useAgentStore: env.useAgentStore,
+    timeoutMs: Math.round(config.distributed.timeout_s * 1000),
+    backend,
+    device: backend === 'nccl' ? `cuda:${env.localRank}` : 'cpu',
+    groupName: `restart-${env.restartCount}`,
+  });
+  let reducer: GradientReducer | null = null;
+  const parallel = createDataParallel(pg, (parameters: Tensor[]) => {
+    reducer = new GradientReducer(pg, parameters, { bucketCapMb: config.distributed.bucket_cap_mb });
+    return reducer;
+  }, { attempt: env.restartCount, overlap: config.distributed.overlap }, differingKeys);
+  return {
+    parallel: {
+      ...parallel,
+      close: () => {
+        reducer?.destroy();
+        pg.destroy();
+      },
+    },
+    context: { rank: env.rank, worldSize: env.worldSize, localRank: env.localRank, localWorldSize: env.localWorldSize, cpuThreads: env.cpuThreads },
+  };
+}
