@@ -31,6 +31,12 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <cerrno>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -40,7 +46,9 @@
 #include <optional>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #endif
 
 namespace camemberta {
@@ -334,6 +342,31 @@ struct InitOptions {
   std::string groupName = "default";
 };
 
+// Whether something accepts TCP connections at host:port, waiting at most `wait` for an answer
+// (a host that drops packets would otherwise hold a blocking connect for minutes).
+bool accepting(const std::string& host, int port, Milliseconds wait) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return false;
+  bool ok = false;
+  for (addrinfo* a = found; a != nullptr && !ok; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) continue;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+      ok = true;
+    } else if (errno == EINPROGRESS) {
+      pollfd waiting{fd, POLLOUT, 0};
+      int error = 0;
+      socklen_t length = sizeof(error);
+      ok = poll(&waiting, 1, static_cast<int>(wait.count())) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == 0;
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return ok;
+}
+
 bool isLoopback(const std::string& host) {
   return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
 }
@@ -393,6 +426,20 @@ class InitWorker : public Napi::AsyncWorker {
     // libtorch's libuv collides with the one inside Node (see LIBTORCH-NOTES.md).
     storeOptions.useLibUV = false;
     c10::intrusive_ptr<c10d::TCPStore> tcp;
+    if (!server) {
+      // TCPStore's client sleeps a random back-off after a refused connection, which can carry
+      // it seconds past its timeout: wait for the port here, on the caller's deadline.
+      auto deadline = Clock::now() + o.timeout;
+      while (!accepting(o.host, o.port, std::clamp<Milliseconds>(std::chrono::duration_cast<Milliseconds>(deadline - Clock::now()),
+                                                                 Milliseconds(1), Milliseconds(1000)))) {
+        if (Clock::now() >= deadline) {
+          fail("ERR_DIST_UNREACHABLE", "rank " + std::to_string(o.rank) + " could not reach the store at " + endpoint + " within " +
+               std::to_string(o.timeout.count()) + " ms (is rank 0" + (o.agentStore ? ", or the launcher's agent," : "") +
+               " running there? are MASTER_ADDR and MASTER_PORT right?)");
+        }
+        std::this_thread::sleep_for(Milliseconds(50));
+      }
+    }
     try {
       tcp = c10::make_intrusive<c10d::TCPStore>(o.host, storeOptions);
     } catch (const std::exception& error) {
@@ -1001,6 +1048,7 @@ struct Ddp {
   std::shared_ptr<DdpState> state;
   std::unique_ptr<c10d::Reducer> reducer;
   std::vector<std::pair<c10::intrusive_ptr<torch::autograd::Node>, uintptr_t>> hooks;
+  bool findUnused = false;
   bool prepared = false;
   bool broken = false;
 
@@ -1039,7 +1087,40 @@ std::vector<std::vector<size_t>> assignBuckets(const std::vector<at::Tensor>& pa
   return buckets;
 }
 
-// reducerNew(group, params[], names[], bucketCapBytes) -> reducer
+// The Reducer's constructor gained arguments over libtorch versions (the GPU machine's 2.11,
+// this project's 2.13): take the longest form this libtorch has. Every form gets
+// gradient_as_bucket_view=false, no sparse gradients, the default first-bucket cap, and neither
+// skipped unused all-reduces nor the Python reducer.
+// A template so that the forms this libtorch lacks are never instantiated.
+template <typename Reducer = c10d::Reducer>
+std::unique_ptr<Reducer> makeReducer(const std::vector<at::Tensor>& params, const std::vector<std::vector<size_t>>& buckets,
+                                           const c10::intrusive_ptr<c10d::ProcessGroup>& pg, int64_t capBytes, bool findUnused,
+                                           const std::unordered_map<size_t, std::string>& names) {
+  using Params = std::vector<at::Tensor>;
+  using Buckets = std::vector<std::vector<size_t>>;
+  using Pg = c10::intrusive_ptr<c10d::ProcessGroup>;
+  using Sparse = std::vector<bool>;
+  using Names = std::unordered_map<size_t, std::string>;
+  Sparse sparse(params.size(), false);
+  int64_t firstCap = c10d::kDefaultFirstBucketBytes;
+  if constexpr (std::is_constructible_v<Reducer, Params, Buckets, Pg, Sparse, int64_t, bool, bool, Names, int64_t, bool, bool,
+                                        std::vector<int64_t>>) {
+    return std::make_unique<Reducer>(params, buckets, pg, sparse, capBytes, findUnused, false, names, firstCap, false, false,
+                                           std::vector<int64_t>{});
+  } else if constexpr (std::is_constructible_v<Reducer, Params, Buckets, Pg, Sparse, int64_t, bool, bool, Names, int64_t, bool, bool>) {
+    return std::make_unique<Reducer>(params, buckets, pg, sparse, capBytes, findUnused, false, names, firstCap, false, false);
+  } else if constexpr (std::is_constructible_v<Reducer, Params, Buckets, Pg, Sparse, int64_t, bool, bool, Names, int64_t, bool>) {
+    return std::make_unique<Reducer>(params, buckets, pg, sparse, capBytes, findUnused, false, names, firstCap, false);
+  } else if constexpr (std::is_constructible_v<Reducer, Params, Buckets, Pg, Sparse, int64_t, bool, bool, Names, int64_t>) {
+    return std::make_unique<Reducer>(params, buckets, pg, sparse, capBytes, findUnused, false, names, firstCap);
+  } else {
+    // Older: per-bucket size limits as the third argument.
+    std::vector<size_t> limits(buckets.size(), static_cast<size_t>(capBytes));
+    return std::make_unique<Reducer>(params, buckets, limits, pg, sparse, capBytes, findUnused, false, names, firstCap);
+  }
+}
+
+// reducerNew(group, params[], names[], bucketCapBytes, findUnusedParameters) -> reducer
 Napi::Value ReducerNew(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   AddonState& addon = stateOf(env);
@@ -1048,6 +1129,7 @@ Napi::Value ReducerNew(const Napi::CallbackInfo& info) {
   auto list = info[1].As<Napi::Array>();
   auto names = info[2].IsArray() ? info[2].As<Napi::Array>() : Napi::Array::New(env);
   double capBytes = info[3].IsNumber() ? info[3].As<Napi::Number>().DoubleValue() : 25.0 * 1024 * 1024;
+  bool findUnused = info[4].ToBoolean();
   if (!(capBytes >= 1)) throw Napi::RangeError::New(env, "camemberta.dist: the bucket cap must be positive");
   auto state = std::make_shared<DdpState>();
   state->group = group;
@@ -1071,6 +1153,7 @@ Napi::Value ReducerNew(const Napi::CallbackInfo& info) {
 
   auto ddp = std::make_unique<Ddp>();
   ddp->state = state;
+  ddp->findUnused = findUnused;
   for (size_t i = 0; i < state->params.size(); i++) {
     auto accumulator = torch::autograd::impl::grad_accumulator(state->params[i]);
     uintptr_t key = accumulator->add_post_hook(std::make_unique<ReadyHook>(state, i));
@@ -1078,11 +1161,7 @@ Napi::Value ReducerNew(const Napi::CallbackInfo& info) {
   }
   std::unordered_map<size_t, std::string> paramNames;
   for (size_t i = 0; i < state->names.size(); i++) paramNames[i] = state->names[i];
-  ddp->reducer = std::make_unique<c10d::Reducer>(
-      state->params, state->buckets, group->pg, std::vector<bool>(state->params.size(), false),
-      static_cast<int64_t>(capBytes), /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/false, paramNames,
-      static_cast<int64_t>(c10d::kDefaultFirstBucketBytes), /*skip_all_reduce_unused_params=*/false,
-      /*use_python_reducer=*/false, std::vector<int64_t>{});
+  ddp->reducer = makeReducer(state->params, state->buckets, group->pg, static_cast<int64_t>(capBytes), findUnused, paramNames);
   ddp->reducer->register_comm_hook(std::make_unique<CountingAllReduceHook>(state));
   auto* raw = ddp.release();
   return Napi::External<Ddp>::New(env, raw, [](Napi::Env, Ddp* held) { delete held; });
@@ -1102,25 +1181,54 @@ Napi::Value ReducerBuckets(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// reducerPrepare(reducer, outputs[]): outputs are needed (and only used) with
+// findUnusedParameters, to find the parameters this backward will not reach.
 Napi::Value ReducerPrepare(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  AddonState& addon = stateOf(env);
   Ddp& ddp = ddpOf(env, info[0]);
   if (ddp.broken) throw Napi::Error::New(env, "camemberta.dist: the gradient reducer failed earlier and cannot be used again");
   if (ddp.prepared) {
     throw Napi::Error::New(env, "camemberta.dist: prepareForBackward() called twice without finish() in between");
   }
+  std::vector<at::Tensor> outputs;
+  if (info[1].IsArray()) {
+    auto list = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); i++) outputs.push_back(tensorAt(env, addon, list.Get(i)));
+  }
+  if (ddp.findUnused && outputs.empty()) {
+    throw Napi::Error::New(env, "camemberta.dist: with findUnusedParameters, prepareForBackward(outputs) needs the tensors "
+                                "backward starts from (the loss)");
+  }
   auto& state = *ddp.state;
+  std::vector<bool> unreachable(state.params.size(), false);
+  if (ddp.findUnused) {
+    // The same search as the Reducer's: parameters whose gradient accumulator the graph does not reach.
+    std::unordered_set<torch::autograd::Node*> seen;
+    std::vector<torch::autograd::Node*> queue;
+    for (const auto& output : outputs) {
+      if (auto fn = output.grad_fn()) queue.push_back(fn.get());
+    }
+    while (!queue.empty()) {
+      auto* fn = queue.back();
+      queue.pop_back();
+      for (const auto& edge : fn->next_edges()) {
+        if (auto* next = edge.function.get(); next && seen.insert(next).second) queue.push_back(next);
+      }
+    }
+    for (size_t i = 0; i < state.params.size(); i++) unreachable[i] = seen.count(ddp.hooks[i].first.get()) == 0;
+  }
   {
     std::lock_guard<std::mutex> lock(state.mutex);
-    state.ready.assign(state.params.size(), false);
-    state.readyCount = 0;
+    state.ready = unreachable;
+    state.readyCount = std::count(unreachable.begin(), unreachable.end(), true);
     state.launched = 0;
     state.launchedDuringBackward = 0;
     state.lastGradReady.reset();
     state.lastReduced.reset();
   }
   state.expecting = true;
-  ddp.reducer->prepare_for_backward({});
+  ddp.reducer->prepare_for_backward(outputs);
   ddp.prepared = true;
   return env.Undefined();
 }

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn } from 'child_process';
-import { freePort, spawnRanks, outcomes, killAll, WorkerEvent, RankRun } from './helpers/dist';
+import { freePort, spawnRanks, outcomes, killAll, WorkerEvent, RankRun } from './helpers/dist-ranks';
 import { pythonExecutable } from './helpers/python';
 
 const TIMEOUT_MS = 20_000;

@@ -4,7 +4,7 @@
 // unused parameter named by finish().
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { freePort, spawnRanks, outcomes, killAll } from './helpers/dist';
+import { freePort, spawnRanks, outcomes, killAll } from './helpers/dist-ranks';
 
 const TIMEOUT_MS = 20_000;
 
@@ -56,6 +56,20 @@ test('a parameter without gradient: finish() names it instead of hanging', async
   }
 });
 
+test('findUnusedParameters: a layer one rank leaves out counts as a zero gradient there', async () => {
+  const runs = spawnRanks('ddp-partly-unused', { worldSize: 2, port: await freePort(), timeoutMs: TIMEOUT_MS });
+  let results;
+  try {
+    results = await outcomes(runs);
+  } finally {
+    killAll(runs);
+  }
+  for (const result of results) {
+    assert.is(result.event, 'result', JSON.stringify(result));
+    for (const difference of result.gradDifferences as number[]) assert.ok(difference < 1e-6, JSON.stringify(result));
+  }
+});
+
 for (const signal of ['SIGKILL', 'SIGSTOP'] as const) {
   test(`a peer ${signal === 'SIGKILL' ? 'killed' : 'stopped'} (${signal}) mid-training: backward fails with a DistributedError naming it, not a hang`, async () => {
     const runs = spawnRanks('ddp-loop', { worldSize: 2, port: await freePort(), timeoutMs: 3000 });
@@ -67,6 +81,8 @@ for (const signal of ['SIGKILL', 'SIGSTOP'] as const) {
       assert.ok(zero.isDistributedError, String(zero.message));
       assert.match(zero.message as string, /allReduce\(DDP bucket \d+\) \(collective #\d+ of group '[^']+', rank 0 of 2\) failed after \d+ ms/);
       assert.match(zero.message as string, /rank 1 has sent no heartbeat/);
+      assert.equal(zero.unresponsiveRanks, [1]);
+      assert.match(zero.collective as string, /^allReduce\(DDP bucket \d+\)$/);
     } finally {
       runs[1].child.kill('SIGCONT');
       killAll(runs);

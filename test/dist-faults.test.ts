@@ -4,10 +4,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as net from 'net';
-import { freePort, spawnRanks, outcomes, killAll, RankRun } from './helpers/dist';
+import { freePort, spawnRanks, outcomes, killAll, RankRun } from './helpers/dist-ranks';
 import { initProcessGroup, DistributedError } from '../src/dist';
 
-const TIMEOUT_MS = 3000;
+const TIMEOUT_MS = 2000;
 
 async function withRuns<T>(runs: RankRun[], body: () => Promise<T>): Promise<T> {
   try {
@@ -120,6 +120,17 @@ test('ranks started with different world sizes: the later one names both', async
     assert.ok(mismatch, JSON.stringify(results));
     assert.match(mismatch!.message as string, /world size mismatch: rank \d was started with world size \d, rank \d with \d/);
     // the other rank cannot complete its rendezvous either
+    for (const result of results) assert.is(result.event, 'error');
+  });
+});
+
+test('two processes given the same rank: the second is told so', async () => {
+  const runs = spawnRanks('join', { worldSize: 3, ranks: [0, 1, 1], port: await freePort(), timeoutMs: TIMEOUT_MS });
+  await withRuns(runs, async () => {
+    const results = await outcomes(runs);
+    const duplicates = results.filter((r) => r.code === 'ERR_DIST_DUPLICATE_RANK');
+    assert.is(duplicates.length, 1, JSON.stringify(results));
+    assert.match(duplicates[0].message as string, /rank 1 joined twice on 127\.0\.0\.1:\d+/);
     for (const result of results) assert.is(result.event, 'error');
   });
 });

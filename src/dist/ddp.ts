@@ -12,14 +12,17 @@
 //   }
 //   await reducer.finish();                             // .grad = sum over ranks / worldSize
 //
-// API: GradientReducer(pg, parameters, { bucketCapMb?, names? }) with prepareForBackward(),
+// API: GradientReducer(pg, parameters, { bucketCapMb?, names?, findUnusedParameters? }) with prepareForBackward(outputs?),
 // finish(), stats, bucketAssignment, destroy(); broadcastParameters(pg, tensors, root = 0).
 //
 // Contract:
-// - Every parameter given must receive a gradient in each synchronized backward, on every rank
-//   (PyTorch's find_unused_parameters=False). A parameter without one makes finish() throw a
-//   DistributedError naming it (code ERR_DIST_UNUSED_PARAMETER), and the other ranks fail at
-//   their timeout; leave parameters that can go unused out of the list.
+// - By default every parameter given must receive a gradient in each synchronized backward, on
+//   every rank (PyTorch's find_unused_parameters=False, no cost). A parameter without one makes
+//   finish() throw a DistributedError naming it (code ERR_DIST_UNUSED_PARAMETER), and the other
+//   ranks fail at their timeout. With { findUnusedParameters: true } and
+//   prepareForBackward(loss), the Reducer searches the graph from the loss each step (as DDP
+//   does): a parameter unused on some ranks counts as a zero gradient there, one unused on every
+//   rank keeps its .grad untouched.
 // - Gradients are averaged, not summed: each bucket is divided by the world size before the sum
 //   (the trainer already divides its loss by the accumulation steps).
 // - Micro-batches before the last one accumulate into `.grad` locally and communicate nothing;
@@ -27,6 +30,8 @@
 // - backward() itself waits for the last buckets (as in PyTorch), bounded by the group's
 //   timeout: a rank that died or hangs makes backward throw a DistributedError-worded Error;
 //   `toDistributedError` (errors.ts) turns it into one. finish() never waits on the network.
+// - Memory: the Reducer keeps one flat copy of every gradient (its buckets), as DDP does with
+//   gradient_as_bucket_view=False; `.grad` stays an ordinary tensor the optimizer may replace.
 // - Buckets follow reverse parameter order (gradients arrive roughly last layer first), the first
 //   capped at 1 MiB so communication starts early, the others at bucketCapMb (default 25).
 import { Tensor, itemSize } from '../tensor';
@@ -39,6 +44,8 @@ export interface GradientReducerOptions {
   bucketCapMb?: number;
   /** parameter names, for error messages */
   names?: string[];
+  /** allow parameters without gradient (then prepareForBackward needs the loss); see the header */
+  findUnusedParameters?: boolean;
 }
 
 export interface GradientReducerStats {
@@ -65,7 +72,7 @@ export class GradientReducer {
     }
     try {
       this.handle = distNative.reducerNew(nativeGroupOf(pg), parameters.map((p) => p.handle), options.names ?? [],
-        Math.max(1, Math.round(capMb * 1024 * 1024)));
+        Math.max(1, Math.round(capMb * 1024 * 1024)), options.findUnusedParameters ?? false);
     } catch (error) {
       throw toDistributedError(error);
     }
@@ -77,10 +84,14 @@ export class GradientReducer {
     return this.handle;
   }
 
-  /** Call before the backward whose gradients must be averaged (the last micro-batch). */
-  prepareForBackward(): void {
+  /**
+   * Call before the backward whose gradients must be averaged (the last micro-batch). `outputs`
+   * (the loss) are needed with findUnusedParameters only.
+   */
+  prepareForBackward(outputs?: Tensor | Tensor[]): void {
+    const list = outputs === undefined ? [] : Array.isArray(outputs) ? outputs : [outputs];
     try {
-      distNative.reducerPrepare(this.live());
+      distNative.reducerPrepare(this.live(), list.map((t) => t.handle));
     } catch (error) {
       throw toDistributedError(error);
     }

@@ -59,7 +59,14 @@ export function toDistributedError(error: unknown): unknown {
   // A collective that failed inside backward() (the DDP reducer's buckets) surfaces as the
   // autograd engine's error, whose text is ours.
   if (e.message.startsWith('camemberta.dist:') || e.message.includes('\ncamemberta.dist:')) {
-    return new DistributedError(e.message, 'ERR_DIST_COLLECTIVE');
+    // The details are in the text the addon wrote (native/dist.cc, Monitor::diagnose).
+    const ranks = (pattern: RegExp) => [...e.message.matchAll(pattern)].map((m) => Number(m[1]));
+    return new DistributedError(e.message, 'ERR_DIST_COLLECTIVE', {
+      collective: /camemberta\.dist: (\S+(?: bucket \d+\))?) \(collective #/.exec(e.message)?.[1],
+      notJoinedRanks: ranks(/rank (\d+) is alive but has not joined it/g),
+      unresponsiveRanks: ranks(/rank (\d+) has sent no heartbeat/g),
+      storeDown: e.message.includes('the store (hosted by rank 0'),
+    });
   }
   return error;
 }

@@ -46,9 +46,9 @@ export interface DistNative {
   distStore(group: NativeHandle, kind: 'get', key: string): Promise<string>;
   distStore(group: NativeHandle, kind: 'add', key: string, amount: number): Promise<number>;
   distDestroy(group: NativeHandle): void;
-  reducerNew(group: NativeHandle, params: number[], names: string[], bucketCapBytes: number): NativeHandle;
+  reducerNew(group: NativeHandle, params: number[], names: string[], bucketCapBytes: number, findUnusedParameters: boolean): NativeHandle;
   reducerBuckets(reducer: NativeHandle): number[][];
-  reducerPrepare(reducer: NativeHandle): void;
+  reducerPrepare(reducer: NativeHandle, outputs: number[]): void;
   reducerFinish(reducer: NativeHandle): NativeReducerStats;
   reducerDestroy(reducer: NativeHandle): void;
 }

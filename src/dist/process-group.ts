@@ -29,9 +29,8 @@
 //   results land in the caller's tensors when the promise resolves, not before.
 // - 'avg' on Gloo is a sum followed by a division (Gloo has no AVG); it needs floating tensors.
 // - barrier() synchronises processes on Gloo even with NCCL (it does not wait for CUDA streams).
-// - Keep the tensors alive until the promise settles is not required (the addon holds them), but
-//   reading them before it resolves shows the old values, or, for single contiguous tensors,
-//   values being overwritten.
+// - The addon holds the tensors until the promise settles (disposing them earlier is safe);
+//   reading them before it resolves shows old or half-written values.
 import type { Tensor, Device } from '../tensor';
 import { distNative, NativeHandle } from './native';
 import { DistributedError, distributed } from './errors';

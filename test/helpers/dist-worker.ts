@@ -1,4 +1,4 @@
-// One rank of a distributed test, spawned by test/helpers/dist.ts:
+// One rank of a distributed test, spawned by test/helpers/dist-ranks.ts:
 //   node build/ts/test/helpers/dist-worker.js SCENARIO   (RANK, WORLD_SIZE, MASTER_PORT, DIST_TIMEOUT_MS set)
 // It prints one JSON object per line: {"event": "ready"} after the rendezvous, {"event": "result", ...}
 // or {"event": "error", message, code, ...} at the end. The checks happen in the test files.
@@ -88,6 +88,8 @@ const collectives: Scenario = async (pg) => {
   out['store.add'] = await pg.store.add('counter', r + 1);
   await pg.barrier();
   out['store.final'] = await pg.store.add('counter', 0);
+  // rank 0 hosts the store: nobody may still be using it when rank 0 exits
+  await pg.barrier();
   return out;
 };
 
@@ -229,6 +231,36 @@ const ddpUnused: Scenario = async (pg) => {
   }
 };
 
+// findUnusedParameters: rank 1 leaves the last layer out of its loss, rank 0 uses it.
+const ddpPartlyUnused: Scenario = async (pg) => {
+  const params = makeParameters(7);
+  const reducer = new GradientReducer(pg, params, { bucketCapMb: 1.5 / 1024, findUnusedParameters: true });
+  const skips = (rank: number) => rank === 1;
+  const results: number[] = [];
+  for (let step = 0; step < 2; step++) {
+    for (const p of params) p.grad = null;
+    const x = inputFor(pg.rank, step);
+    const loss = lossOf(params, x, skips(pg.rank));
+    x.dispose();
+    reducer.prepareForBackward(loss);
+    loss.backward();
+    loss.dispose();
+    await reducer.finish();
+    const reference = makeParameters(7);
+    const expected = tidy(() => {
+      const sums = reference.map((p) => zeros(p.shape));
+      for (let rank = 0; rank < pg.worldSize; rank++) {
+        const used = skips(rank) ? reference.slice(0, -2) : reference;
+        const grads = autogradGrad(lossOf(reference, inputFor(rank, step), skips(rank)), used);
+        grads.forEach((g, i) => sums[i].add_(g!));
+      }
+      return sums.map((s) => s.div(pg.worldSize));
+    });
+    results.push(Math.max(...params.map((p, i) => tidy(() => (p.grad ? maxDifference(p.grad, expected[i]) : 1e9)))));
+  }
+  return { gradDifferences: results, stats: reducer.stats };
+};
+
 // Training steps in a loop until one fails; the test kills or stops a rank meanwhile. The
 // failure surfaces from backward(), which waits for the last buckets as PyTorch's does.
 const ddpLoop: Scenario = async (pg) => {
@@ -266,7 +298,52 @@ const bench: Scenario = async (pg) => {
   return result;
 };
 
-const scenarios: Record<string, Scenario> = { collectives, 'never-joins': neverJoins, loop, join, ddp, 'ddp-unused': ddpUnused, 'ddp-loop': ddpLoop, bench };
+// A step's time with the Reducer (buckets overlap backward) against backward followed by one
+// all-reduce of every gradient: `node build/ts/test/helpers/dist-worker.js ddp-bench` per rank.
+const ddpBench: Scenario = async (pg) => {
+  const width = 512;
+  const layers = 8;
+  manualSeed(3);
+  const params: Tensor[] = [];
+  for (let l = 0; l < layers; l++) params.push(randn([width, width]).mul(0.05).requiresGrad_(true));
+  const x = randn([256, width]);
+  const forward = () => tidy(() => params.reduce((h, w) => h.matmul(w).tanh(), x).square().mean());
+  const reducer = new GradientReducer(pg, params, { bucketCapMb: 2 });
+  const time = async (step: () => Promise<void>): Promise<number> => {
+    for (let i = 0; i < 2; i++) await step();
+    await pg.barrier();
+    const started = process.hrtime.bigint();
+    const repeats = 8;
+    for (let i = 0; i < repeats; i++) await step();
+    return Number(process.hrtime.bigint() - started) / 1e6 / repeats;
+  };
+  const backwardOnly = await time(async () => {
+    for (const p of params) p.grad = null;
+    const loss = forward();
+    loss.backward();
+    loss.dispose();
+  });
+  const thenAllReduce = await time(async () => {
+    for (const p of params) p.grad = null;
+    const loss = forward();
+    loss.backward();
+    loss.dispose();
+    const grads = params.map((p) => p.grad!);
+    await pg.allReduce(grads, 'avg');
+    for (const g of grads) g.dispose();
+  });
+  const withReducer = await time(async () => {
+    for (const p of params) p.grad = null;
+    reducer.prepareForBackward();
+    const loss = forward();
+    loss.backward();
+    loss.dispose();
+    await reducer.finish();
+  });
+  return { gradientMB: (layers * width * width * 4) / 1e6, backwardOnly, thenAllReduce, withReducer, stats: reducer.stats };
+};
+
+const scenarios: Record<string, Scenario> = { collectives, 'never-joins': neverJoins, loop, join, ddp, 'ddp-unused': ddpUnused, 'ddp-loop': ddpLoop, 'ddp-partly-unused': ddpPartlyUnused, 'ddp-bench': ddpBench, bench };
 
 async function main(): Promise<void> {
   setNumThreads(1);
