@@ -154,7 +154,7 @@ function main() {
   const rnd = summary(runs.random);
   const lines = [
     '',
-    `UPOS on UD French-Sequoia (test, ${runs.pretrained[0] ? 'words' : ''}), tiny DeBERTa-V3 (2 layers x 64), ${options.epochs} fine-tuning epochs, seeds ${options.seeds.join(', ')}`,
+    `UPOS accuracy on the UD French-Sequoia test set (words), tiny DeBERTa-V3 (2 layers x 64), ${options.epochs} fine-tuning epochs, seeds ${options.seeds.join(', ')}`,
     `  budget: pretraining ${options.pretrainSteps} steps of configs/tiny.json on ${path.basename(options.data)}, ${pretrainSeconds.toFixed(0)} s${reused ? ' (reused)' : ''}; fine-tuning ${finetuneSeconds.toFixed(0)} s in all; ${threads} thread(s)`,
     `  pretrained:   test accuracy ${pre.mean.toFixed(4)} (seeds: ${runs.pretrained.map((r) => r.test.toFixed(4)).join(', ')}; spread ${(pre.max - pre.min).toFixed(4)})`,
     `  random init:  test accuracy ${rnd.mean.toFixed(4)} (seeds: ${runs.random.map((r) => r.test.toFixed(4)).join(', ')}; spread ${(rnd.max - rnd.min).toFixed(4)})`,

