@@ -11,6 +11,7 @@ import { attachmentScores, classificationScores, entitySpans, entityScores, isEn
 import { decodeTree } from '../src/finetune/biaffine';
 import { loadFinetuneConfig, FinetuneConfigError } from '../src/finetune/config';
 import { Random } from '../src/data/random';
+import { trainingBatches } from '../src/finetune/trainer';
 import { tempDir } from './helpers/train';
 
 const dir = tempDir('finetune-data');
@@ -184,6 +185,18 @@ test('config: unknown keys and bad values are reported together with the file', 
   fs.writeFileSync(file, JSON.stringify({ task: 'token-classification', model: 'm', train: 't', dev: 'd', output_dir: 'o', epochs: 5 }));
   const config = loadFinetuneConfig(file, { lr: 1e-3 }, ['epochs=2', 'parser.arc_size=64']);
   assert.equal([config.lr, config.epochs, config.parser.arc_size, config.label_column, config.test], [1e-3, 2, 64, 'UPOS', null]);
+});
+
+test('training batches: every example once per epoch, similar lengths together, the same for the same seed', () => {
+  const random = new Random(3);
+  const examples = Array.from({ length: 1000 }, (_, i) => ({ id: i, length: 5 + Math.floor(random.random() * 100) }));
+  const batches = trainingBatches(examples, 16, new Random(9, 1));
+  assert.equal(batches.flat().map((e) => e.id).sort((a, b) => a - b), examples.map((e) => e.id));
+  const padded = batches.reduce((n, b) => n + b.length * Math.max(...b.map((e) => e.length)), 0);
+  const real = examples.reduce((n, e) => n + e.length, 0);
+  assert.ok(padded < 1.1 * real, `padded ${padded} vs real ${real}`);
+  assert.equal(trainingBatches(examples, 16, new Random(9, 1)), batches);
+  assert.not.equal(trainingBatches(examples, 16, new Random(9, 2)), batches);
 });
 
 test.run();
