@@ -180,15 +180,33 @@ export async function runObjectivesExperiment(options: ExperimentOptions): Promi
     seeds: options.seeds,
     pretraining,
     downstream,
-    total_seconds: (Date.now() - started) / 1000,
+    total_seconds: (Date.now() - started) / 1000 + earlierSeconds(outputDir),
   };
   writeFileAtomicSyncFrom(path.join(outputDir, RESULTS_FILE), `${JSON.stringify(results, null, 2)}\n`);
+  recordInvocation(outputDir, (Date.now() - started) / 1000);
   const table = markdownTable(results, plan.max_seconds_supported);
   writeFileAtomicSyncFrom(path.join(outputDir, 'results.md'), table);
   const svg = await renderSvg(figureSpec(loadPlotInputs([outputDir])));
   writeFileAtomicSyncFrom(path.join(outputDir, 'objectives.png'), svgToPng(svg, 2));
   say(`wrote ${path.join(outputDir, RESULTS_FILE)}, results.md and objectives.png (${results.total_seconds.toFixed(0)} s in all, budget ${budgetSeconds} s)`);
   return results;
+}
+
+/**
+ * The wall time of the earlier invocations of this experiment (the plan's timing and every run
+ * they finished), so that a continued experiment reports what it cost in all; an invocation that
+ * was interrupted before writing its results is not counted.
+ */
+function earlierSeconds(outputDir: string): number {
+  const file = path.join(outputDir, 'invocations.json');
+  const earlier: number[] = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : [];
+  return earlier.reduce((a, b) => a + b, 0);
+}
+
+function recordInvocation(outputDir: string, seconds: number): void {
+  const file = path.join(outputDir, 'invocations.json');
+  const earlier: number[] = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, 'utf8')) : [];
+  writeFileAtomicSyncFrom(file, `${JSON.stringify([...earlier, seconds])}\n`);
 }
 
 function finetuneArguments(options: ExperimentOptions, task: 'upos' | 'parsing', model: string, dir: string, seed: number, maxSteps: number, random: boolean, threads: number): string[] {

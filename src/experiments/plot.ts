@@ -177,7 +177,7 @@ export function figureSpec(inputs: PlotInputs, options: FigureOptions = {}): Top
   } as unknown as TopLevelSpec;
 }
 
-/** One panel per metric: each seed as a dot, the mean as a bar-free tick, the min..max as a rule. */
+/** One panel per metric: each seed as a dot, the mean as a tick, the min..max as a rule. */
 function downstreamSpec(results: ExperimentResults, armOrder: string[], height: number): unknown {
   const seeds = results.downstream.flatMap((run) => (Object.entries(run.scores) as Array<[DownstreamMetric, number]>)
     .map(([metric, value]) => ({ arm: run.label, run: run.label, metric: METRIC_LABELS[metric], seed: run.seed, value })));
@@ -187,12 +187,12 @@ function downstreamSpec(results: ExperimentResults, armOrder: string[], height: 
   const metricOrder = Object.values(METRIC_LABELS).filter((m) => seeds.some((s) => s.metric === m));
   const armColor = { field: 'run', type: 'nominal', title: 'arm', scale: { domain: order } };
   const panel = (metric: string) => ({
-    title: `${metric} (test), ${results.seeds.length} seed(s)`,
-    width: 220, height,
+    title: { text: `${metric} (test), ${results.seeds.length} seed(s)`, subtitle: 'dots: seeds, tick: mean, line: min-max' },
+    width: 260, height,
     layer: [
       { data: { values: summary.filter((s) => s.metric === metric) }, mark: { type: 'rule', strokeWidth: 2 },
-        encoding: { x: { field: 'arm', type: 'nominal', sort: order, title: null, axis: { labelAngle: -30, labelLimit: 160 } },
-          y: { field: 'min', type: 'quantitative', title: `${metric}: mean (bar), seeds (dots), min-max (line)`, scale: { zero: false } }, y2: { field: 'max' }, color: armColor } },
+        encoding: { x: { field: 'arm', type: 'nominal', sort: order, title: null, axis: { labelAngle: -30, labelLimit: 240 } },
+          y: { field: 'min', type: 'quantitative', title: metric, scale: { zero: false } }, y2: { field: 'max' }, color: armColor } },
       { data: { values: summary.filter((s) => s.metric === metric) }, mark: { type: 'tick', thickness: 3, size: 26 },
         encoding: { x: { field: 'arm', type: 'nominal', sort: order }, y: { field: 'mean', type: 'quantitative' }, color: armColor } },
       { data: { values: seeds.filter((s) => s.metric === metric) }, mark: { type: 'point', filled: true, size: 45, opacity: 0.8 },
