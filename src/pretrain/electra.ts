@@ -8,7 +8,7 @@
 // Nothing here reads a value back to the host: every count a log line needs is returned as a
 // tensor (`statistics`) for the trainer to accumulate and read only on logging steps.
 import {
-  Tensor, Generator, arange, rand, randint, where, crossEntropy, embedding, noGrad, stack, zeros, IndexDType,
+  Tensor, Generator, arange, rand, randint, where, crossEntropy, embedding, noGrad, stack, zeros, IndexDType, tidy,
 } from '../tensor';
 import { Module, Parameter } from '../nn';
 import { DebertaV2Config } from '../models/deberta/config';
@@ -129,10 +129,11 @@ export function electraMask(inputIds: Tensor<'int64'>, attentionMask: Tensor, sp
 /** Gumbel-max: argmax(logits / T + g), g = -log(-log(u + 1e-9) + 1e-9), u uniform; no gradient. */
 export function gumbelSample(logits: Tensor, temperature: number, generator?: Generator): Tensor<'int64'> {
   return noGrad(() => {
-    const scores = logits.detach().float();
-    const u = rand(scores.shape, { generator, device: scores.device });
-    const gumbel = u.add(1e-9).log().neg().add(1e-9).log().neg();
-    return scores.div(temperature).add(gumbel).argmax(-1);
+    // In place, in a scope of its own: the [B, N, V] noise is the largest temporary of a step.
+    return tidy(() => {
+      const u = rand(logits.shape, { generator, device: logits.device });
+      return u.add_(1e-9).log_().neg_().add_(1e-9).log_().neg_().add_(logits.detach().float().div(temperature)).argmax(-1);
+    });
   });
 }
 

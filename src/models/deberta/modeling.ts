@@ -357,9 +357,15 @@ export class DebertaV2Encoder extends Module {
       if (this.LayerNorm) relEmbeddings = this.LayerNorm.forward(relEmbeddings);
     }
     let hidden = embeddings;
+    // A scope per layer frees its temporaries' handles as soon as the layer is done (autograd keeps
+    // what backward needs): without it every temporary of the pass lives until the caller's scope
+    // ends, after backward, and the peak memory of a training step grows with depth.
     this.layer.forEach((layer, i) => {
-      hidden = layer.forward(hidden, keyIsPad, relEmbeddings, plan);
-      if (i === 0 && this.conv) hidden = this.conv.forward(embeddings, hidden, mask);
+      const input = hidden;
+      hidden = tidy(() => {
+        const out = layer.forward(input, keyIsPad, relEmbeddings, plan);
+        return i === 0 && this.conv ? this.conv.forward(embeddings, out, mask) : out;
+      });
     });
     return hidden;
   }
