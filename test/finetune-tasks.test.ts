@@ -50,7 +50,7 @@ test('sequence classification on JSONL pairs: accuracy and macro-F1, a model tra
   }
   const predicted = path.join(root, 'seq.predicted.jsonl');
   assert.is(runNodeScript(PREDICT_JS, ['--model', out, '--input', path.join(root, 'test.jsonl'), '--output', predicted, '--threads', '1']).status, 0);
-  const report = JSON.parse(runPython([pythonScript('finetune_hf_models.py'), 'sequence', path.join(out, 'model'), predicted]).stdout.trim().split('\n').pop()!);
+  const report = JSON.parse(runPython([pythonScript('finetune_hf_models.py'), 'sequence', path.join(out, 'model'), predicted], { timeoutMs: 600_000 }).stdout.trim().split('\n').pop()!);
   assert.equal([report.class, report.missing, report.unexpected], ['DebertaV2ForSequenceClassification', [], []]);
   assert.is(report.examples, 12);
   assert.is(report.equal, report.examples, JSON.stringify(report.mismatches));
@@ -69,7 +69,7 @@ test('dependency parsing: UAS/LAS in results.json, the biaffine head beside the 
   const results = readResults(out);
   assert.ok(results.test.uas > 0 && results.test.uas <= 1 && results.test.las <= results.test.uas, JSON.stringify(results.test));
   for (const name of ['config.json', 'model.safetensors', 'spm.model', 'parser_head.safetensors', 'parser_head.json']) assert.ok(fs.existsSync(path.join(out, 'model', name)), name);
-  const report = JSON.parse(runPython([pythonScript('finetune_hf_models.py'), 'encoder', path.join(out, 'model')]).stdout.trim().split('\n').pop()!);
+  const report = JSON.parse(runPython([pythonScript('finetune_hf_models.py'), 'encoder', path.join(out, 'model')], { timeoutMs: 600_000 }).stdout.trim().split('\n').pop()!);
   assert.equal(report, { class: 'DebertaV2Model', missing: [], unexpected: [] });
   const predicted = path.join(root, 'parse.predicted.conllu');
   assert.is(runNodeScript(PREDICT_JS, ['--model', out, '--input', testFile, '--output', predicted, '--threads', '1']).status, 0);
@@ -87,7 +87,7 @@ test('dependency parsing: UAS/LAS in results.json, the biaffine head beside the 
 });
 
 test('token classification over RoBERTa and DeBERTa directories saved by transformers', () => {
-  runPython([pythonScript('finetune_hf_models.py'), 'make', encoder, path.join(root, 'hf')]);
+  runPython([pythonScript('finetune_hf_models.py'), 'make', encoder, path.join(root, 'hf')], { timeoutMs: 600_000 });
   for (const [name, architecture] of [['roberta', 'RobertaForTokenClassification'], ['deberta', 'DebertaV2ForTokenClassification']]) {
     const out = path.join(root, `hf-${name}`);
     const result = runNodeScript(FINETUNE_JS, ['--task', 'token-classification', '--model', path.join(root, 'hf', name), '--train', train, '--dev', dev, '--test', testFile,
@@ -95,7 +95,7 @@ test('token classification over RoBERTa and DeBERTa directories saved by transfo
     assert.is(result.status, 0, result.stderr);
     const predicted = path.join(out, 'predicted.conllu');
     assert.is(runNodeScript(PREDICT_JS, ['--model', out, '--input', testFile, '--output', predicted, '--threads', '1']).status, 0);
-    const report = JSON.parse(runPython([pythonScript('finetune_token_check.py'), path.join(out, 'model'), testFile, predicted]).stdout.trim().split('\n').pop()!);
+    const report = JSON.parse(runPython([pythonScript('finetune_token_check.py'), path.join(out, 'model'), testFile, predicted], { timeoutMs: 600_000 }).stdout.trim().split('\n').pop()!);
     assert.equal([report.class, report.missing, report.unexpected], [architecture, [], []]);
     assert.is(report.equal, report.words, `${name}: ${JSON.stringify(report.mismatches)}`);
   }

@@ -51,7 +51,7 @@ test('transformers loads the saved model and predicts what we predict on every w
   // Only the UPOS column differs from the input.
   const strip = (text: string) => text.split('\n').map((line) => line.split('\t').filter((_, i) => i !== 3).join('\t'));
   assert.equal(strip(fs.readFileSync(predicted, 'utf8')), strip(fs.readFileSync(testFile, 'utf8')));
-  const report = JSON.parse(runPython([pythonScript('finetune_token_check.py'), path.join(out, 'model'), testFile, predicted]).stdout.trim().split('\n').pop()!);
+  const report = JSON.parse(runPython([pythonScript('finetune_token_check.py'), path.join(out, 'model'), testFile, predicted], { timeoutMs: 600_000 }).stdout.trim().split('\n').pop()!);
   assert.equal([report.class, report.missing, report.unexpected], ['DebertaV2ForTokenClassification', [], []]);
   assert.ok(report.words > 200, `${report.words} words`);
   assert.is(report.equal, report.words, JSON.stringify(report.mismatches));
@@ -99,6 +99,18 @@ test('CoNLL-2003-style BIO tags: entity-level F1 is reported', () => {
     assert.type(results[split].entity.f1, 'number');
     assert.ok(results[split].entity.per_type.ENT.support > 0);
   }
+  // predict.js fills the last column of a CoNLL-2003 file and keeps the rest, -DOCSTART- included.
+  const predicted = path.join(root, 'predicted.ner');
+  assert.is(runNodeScript(PREDICT_JS, ['--model', out, '--input', path.join(root, 'test.ner'), '--output', predicted, '--threads', '1']).status, 0);
+  const tags = new Set(Object.values(JSON.parse(fs.readFileSync(path.join(out, 'model', 'config.json'), 'utf8')).id2label));
+  const before = fs.readFileSync(path.join(root, 'test.ner'), 'utf8').trim().split('\n');
+  const after = fs.readFileSync(predicted, 'utf8').trim().split('\n');
+  assert.is(after.length, before.length);
+  after.forEach((line, i) => {
+    const [a, b] = [line.split(' '), before[i].split(' ')];
+    assert.equal(a.slice(0, -1), b.slice(0, -1));
+    if (a[0] !== '-DOCSTART-' && line !== '') assert.ok(tags.has(a[a.length - 1]), line);
+  });
 });
 
 test('bad inputs end in one line naming the file (and line), exit 2, nothing written', () => {

@@ -22,12 +22,12 @@ export function sequoiaSubset(split: 'train' | 'dev' | 'test', count: number, fi
 export function microEncoder(root: string): string {
   const run = path.join(root, 'pretrain');
   const file = writeConfig(root, microConfig(run, { max_steps: 4, export: { at_end: true, pytorch_bin: false }, checkpoint: { every: 0, keep: 1 } }), 'pretrain.json');
-  const result = runTrain(['--config', file, '--data', DEMO_TEXT]);
+  const result = runTrain(['--config', file, '--data', DEMO_TEXT], { timeoutMs: 900_000 });
   if (result.status !== 0) throw new Error(`micro pretraining failed: ${result.stderr}`);
   return path.join(run, 'export', 'discriminator');
 }
 
-export function runNodeScript(script: string, args: string[], timeoutMs = 300_000): SpawnSyncReturns<string> {
+export function runNodeScript(script: string, args: string[], timeoutMs = 900_000): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: timeoutMs, cwd: repoRoot });
 }
 
