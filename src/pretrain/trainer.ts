@@ -507,6 +507,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           ...objective.metrics(logged.sums, windowMicroBatches),
           lr, grad_norm: logged.norm, loss_scale: logged.scale,
           tokens_per_s: windowTokens / Math.max(seconds, 1e-9),
+          // Real (non-padding) tokens trained on so far, all ranks: the x axis of compute comparisons.
+          tokens,
           elapsed_s: elapsedBefore + (Date.now() - started) / 1000,
         };
         if (parallel.worldSize > 1) {
