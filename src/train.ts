@@ -14,6 +14,7 @@ const cli = createCli('train.js', 'Pretrain a DeBERTa-V3 the CamemBERTa way (ELE
   .option('output-dir', stringOption('run directory: config.json, log.jsonl, tensorboard/, checkpoints/, export/ (overrides output_dir)'))
   .option('max-steps', integerOption('--max-steps', 'optimizer steps (overrides max_steps)', { min: 1 }))
   .option('max-seconds', { type: 'number', requiresArg: true, describe: 'wall-time budget: the run ends (checkpoint, export) at the first step past it; 0: none (overrides max_seconds)' })
+  .option('profile', integerOption('--profile', 'time the loop\'s phases (data, forward, backward, communication, optimizer, the rest) over the first N steps and print where the time went', { min: 1 }))
   .option('save-every', integerOption('--save-every', 'checkpoint every N steps, 0: only at the end and on SIGINT/SIGTERM (overrides checkpoint.every)', { min: 0 }))
   .option('seed', integerOption('--seed', 'random seed of initialisation, data order, masking and sampling (overrides seed)', { min: 0 }))
   .option('resume', { type: 'string', describe: '"auto" (also the flag alone): continue from the newest complete checkpoint in the output directory, or start if there is none; a path: continue from that checkpoint or run' })
@@ -54,7 +55,7 @@ void runCli(cli, async (args) => {
     const { train } = await import('./pretrain/trainer');
     const joined = env.worldSize > 1 ? await (await import('./pretrain/distributed')).joinRun(env, config) : null;
     const context = joined?.context ?? { rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, cpuThreads: env.cpuThreads };
-    const result = await train({ config, source: args.config, resume, parallel: joined?.parallel, context });
+    const result = await train({ config, source: args.config, resume, parallel: joined?.parallel, context, profileSteps: args.profile });
     joined?.parallel.close();
     if (result.status !== 'done') {
       process.stderr.write(`${who}: stopped by ${result.status} at step ${result.step}; continue with --resume auto\n`);

@@ -42,6 +42,7 @@ import { MetricsLog } from './metrics-log';
 import { exportRun } from './export';
 import { planPretrainedInit, withPretrainedTokenizer, writeInitReport } from './init';
 import { DataParallel, singleProcess } from './parallel';
+import { createPhaseTimer } from './profile';
 import { Random } from '../data/random';
 
 /** Where this process sits among the data-parallel ranks (one process: rank 0 of 1). */
@@ -67,6 +68,8 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** Stop as if SIGINT arrived once this step is done (tests). */
   stopAfterStep?: number;
+  /** Time the loop's phases over this many steps and print where the time went (train.js --profile). */
+  profileSteps?: number;
   /** Called after every optimizer step (tests watch the live tensor count with it). */
   onStep?: (step: number) => void;
 }
@@ -450,6 +453,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   };
 
   // 6. The loop.
+  const timer = createPhaseTimer(options.profileSteps ?? 0, device);
   const started = Date.now();
   let windowStart = Date.now();
   let windowTokens = resumedWindow.tokens;
@@ -463,25 +467,26 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     while (step < config.max_steps) {
       const lr = learningRate(scheduleOf(config), step);
       // The other ranks' micro-batches are skipped; their tokens still count in the global figures.
-      let stepTokens = loader.skip(firstMicroBatch * config.batch.micro_batch_size);
+      let stepTokens = timer.phase('data', () => loader.skip(firstMicroBatch * config.batch.micro_batch_size));
       for (let micro = 0; micro < accumulation; micro++) {
         const seeds = microBatchSeeds(config.seed, step, firstMicroBatch + micro);
         manualSeed(seeds.dropout);
         maskingGenerator.manualSeed(seeds.masking);
         samplingGenerator.manualSeed(seeds.sampling);
-        const batch = loader.next();
+        const batch = timer.phase('data', () => loader.next());
         stepTokens += realTokens(batch);
         if (micro === accumulation - 1) parallel.prepareForBackward();
         tidy(() => {
-          const { loss, statistics: values } = inPrecision(() => objective.forward(toDevice(batch), maskingGenerator, samplingGenerator));
+          const { loss, statistics: values } = timer.phase('forward (masking, generator, sampling, discriminator)',
+            () => inPrecision(() => objective.forward(toDevice(batch), maskingGenerator, samplingGenerator)));
           // Mean over the global batch: each micro-batch's mean loss weighs 1/(its count), the
           // ranks' gradients are averaged by finishGradients.
-          scaler.scaleLoss(loss.div(accumulation)).backward();
+          timer.phase('backward (with the overlapped all-reduces)', () => scaler.scaleLoss(loss.div(accumulation)).backward());
           noGrad(() => statistics.add_(values));
         });
       }
-      stepTokens += loader.skip((microBatchesPerStep - firstMicroBatch - accumulation) * config.batch.micro_batch_size);
-      await parallel.finishGradients();
+      stepTokens += timer.phase('data', () => loader.skip((microBatchesPerStep - firstMicroBatch - accumulation) * config.batch.micro_batch_size));
+      await timer.phaseAsync('communication not hidden by backward', () => parallel.finishGradients());
       windowMicroBatches += microBatchesPerStep;
       const isLogStep = (step + 1) % config.logging.every === 0 || step + 1 === config.max_steps;
       if (isLogStep) await parallel.allReduce([statistics], 'sum');
@@ -489,14 +494,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       // Averaged gradients are equal on every rank, and so is their inf check; the max makes the
       // skip decision common even if a reduction were not bitwise the same everywhere.
       if (scaler.enabled) await parallel.allReduce([foundInf], 'max');
-      const logged = tidy(() => {
+      const logged = timer.phase('optimizer (unscale, clip, update; log reads)', () => tidy(() => {
         const norm = config.optimizer.clip_norm > 0 ? clipGradNorm(parameters, config.optimizer.clip_norm) : gradNorm(parameters);
         optimizer.step(lr, scaler.enabled ? { foundInf } : undefined);
         scaler.update(foundInf);
         optimizer.zeroGrad();
         if (!isLogStep) return null;
         return { sums: Array.from(statistics.cpu().toTypedArray()), norm: norm.item(), scale: scaler.scale.item() };
-      });
+      }));
       dispose(foundInf);
       step += 1;
       tokens += stepTokens;
@@ -532,6 +537,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       }
       progress.update(step, stepTokens, logged ? { loss: lastMetrics.loss } : undefined);
       if (liveAfterFirstStep < 0) liveAfterFirstStep = liveTensorCount();
+      const profileReport = timer.endStep(stepTokens);
+      if (profileReport) {
+        if (config.logging.progress) progress.log(profileReport);
+        else say(profileReport);
+      }
       options.onStep?.(step);
       if (options.stopAfterStep === step && !stopSignal) stopSignal = 'SIGINT';
       const elapsed = elapsedBefore + (Date.now() - started) / 1000;
