@@ -36,20 +36,13 @@ import torch.nn.functional as F
 import transformers
 from transformers import DebertaV2Config, DebertaV2ForMaskedLM, DebertaV2Model
 
+# The RTD head as the parity tests' reference defines it (ELECTRA's discriminator_predictions).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "python"))
+from electra_reference import RtdHead  # noqa: E402
+
 transformers.utils.logging.set_verbosity_error()
 
 
-class RtdHead(torch.nn.Module):
-    """ELECTRA's discriminator_predictions: dense H -> H, hidden_act, dense_prediction H -> 1."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.dense = torch.nn.Linear(config.hidden_size, config.hidden_size)
-        self.dense_prediction = torch.nn.Linear(config.hidden_size, 1)
-        self.act = transformers.activations.ACT2FN[config.hidden_act]
-
-    def forward(self, hidden):
-        return self.dense_prediction(self.act(self.dense(hidden))).squeeze(-1)
 
 
 def is_bias_or_layer_norm(name):
