@@ -322,8 +322,8 @@ export function loadTrainConfig(file: string, overrides: readonly string[] = [],
   return parseTrainConfig(withOverrides, file, context);
 }
 
-/** Dotted keys whose values differ between two configs, except those a resumed run may change. */
-export function differingKeys(a: TrainConfig, b: TrainConfig, allowed: readonly string[] = RESUMABLE_KEYS): string[] {
+/** Dotted keys whose values differ between two configs, except `allowed` (default: those a resumed run may change). */
+export function differingKeys<C extends object = TrainConfig>(a: C, b: C, allowed: readonly string[] = RESUMABLE_KEYS): string[] {
   const out: string[] = [];
   const walk = (x: unknown, y: unknown, prefix: string) => {
     if (allowed.includes(prefix)) return;

@@ -1,6 +1,6 @@
 // Joining a multi-process run: the process group (c10d, src/dist) for this rank, and the trainer's
-// DataParallel over it. Called by train.js when the environment (launch.js, torchrun, SLURM) says
-// there are several ranks; one process never loads any of it.
+// DataParallel over it. Called by train.js and finetune.js when the environment (launch.js,
+// torchrun, SLURM) says there are several ranks; one process never loads any of it.
 import { DistributedEnv } from '../dist/env';
 import { initProcessGroup, ProcessGroup } from '../dist/process-group';
 import { GradientReducer } from '../dist/ddp';
@@ -11,18 +11,30 @@ import { TrainConfig, differingKeys } from './config';
 import { DataParallel, createDataParallel } from './parallel';
 import { ProcessContext } from './trainer';
 
-export interface JoinedRun {
-  parallel: DataParallel;
+export interface JoinedRun<C = TrainConfig> {
+  parallel: DataParallel<C>;
   context: ProcessContext;
 }
 
-function backendFor(config: TrainConfig): 'gloo' | 'nccl' {
+/** What joining needs from a config: train.js's and finetune.js's share these keys. */
+export interface JoinSettings {
+  device: 'auto' | 'cpu' | 'cuda';
+  distributed: { backend: 'auto' | 'gloo' | 'nccl'; timeout_s: number; bucket_cap_mb: number; overlap?: boolean };
+}
+
+function backendFor(config: JoinSettings): 'gloo' | 'nccl' {
   if (config.distributed.backend !== 'auto') return config.distributed.backend;
   const cuda = config.device === 'cuda' || (config.device === 'auto' && native.builtWithCuda && cudaAvailable());
   return cuda ? 'nccl' : 'gloo';
 }
 
-export async function joinRun(env: DistributedEnv, config: TrainConfig): Promise<JoinedRun> {
+/** train.js's ranks: every key but output_dir (and those a resumed run may change) must agree. */
+export function joinRun(env: DistributedEnv, config: TrainConfig): Promise<JoinedRun> {
+  return joinRanks(env, config, differingKeys);
+}
+
+/** This rank's process group and a DataParallel over it; `differing` lists the keys two ranks' configs disagree on. */
+export async function joinRanks<C extends JoinSettings>(env: DistributedEnv, config: C, differing: (a: C, b: C) => string[]): Promise<JoinedRun<C>> {
   const backend = backendFor(config);
   const pg: ProcessGroup = await initProcessGroup({
     rank: env.rank,
@@ -36,10 +48,10 @@ export async function joinRun(env: DistributedEnv, config: TrainConfig): Promise
     groupName: `restart-${env.restartCount}`,
   });
   let reducer: GradientReducer | null = null;
-  const parallel = createDataParallel(pg, (parameters: Tensor[]) => {
+  const parallel = createDataParallel<C>(pg, (parameters: Tensor[]) => {
     reducer = new GradientReducer(pg, parameters, { bucketCapMb: config.distributed.bucket_cap_mb });
     return reducer;
-  }, { attempt: env.restartCount, overlap: config.distributed.overlap }, differingKeys);
+  }, { attempt: env.restartCount, overlap: config.distributed.overlap ?? true }, differing);
   return {
     parallel: {
       ...parallel,

@@ -6,14 +6,18 @@ import { TrainConfig } from './config';
 
 export type StopReason = 'signal' | 'budget';
 
-export interface DataParallel {
+/** `C`: the config the ranks must agree on (train.js's TrainConfig, finetune.js's FinetuneConfig). */
+export interface DataParallel<C = TrainConfig> {
   readonly rank: number;
   readonly worldSize: number;
   /** Rank 0 runs `lead` (data preparation, tokenizer training) while the others wait; then the others
    *  run `follow` (which finds rank 0's work done). A failure on rank 0 fails the others too. */
   leaderFirst<T>(what: string, lead: () => Promise<T>, follow: () => Promise<T>): Promise<T>;
+  /** Rank 0 alone runs `lead` (an evaluation) while the others wait, however long it takes; every
+   *  rank gets its result, which must survive JSON. A failure on rank 0 fails the others too. */
+  leaderDecides<T>(what: string, lead: () => Promise<T>): Promise<T>;
   /** Every rank must train with the same config: a difference is an error naming the keys. */
-  checkSameConfig(config: TrainConfig, source: string): Promise<void>;
+  checkSameConfig(config: C, source: string): Promise<void>;
   /** The parameters to train: rank 0's values are copied into every rank's (initial or restored
    *  weights), and their gradients are averaged from then on. */
   adoptParameters(parameters: Tensor[]): Promise<void>;
@@ -33,10 +37,11 @@ export interface DataParallel {
   close(): void;
 }
 
-export const singleProcess: DataParallel = {
+export const singleProcess: DataParallel<unknown> = {
   rank: 0,
   worldSize: 1,
   leaderFirst: (_what, lead) => lead(),
+  leaderDecides: (_what, lead) => lead(),
   checkSameConfig: async () => {},
   adoptParameters: async () => {},
   prepareForBackward: () => {},
@@ -82,8 +87,8 @@ export class ConfigMismatchError extends Error {
 }
 
 /** The trainer's DataParallel over a process group, and a gradient reducer it builds on the parameters. */
-export function createDataParallel(pg: ProcessGroupLike, createReducer: (parameters: Tensor[]) => GradientReducerLike,
-  options: DataParallelOptions, differingKeys: (a: TrainConfig, b: TrainConfig) => string[]): DataParallel {
+export function createDataParallel<C = TrainConfig>(pg: ProcessGroupLike, createReducer: (parameters: Tensor[]) => GradientReducerLike,
+  options: DataParallelOptions, differingKeys: (a: C, b: C) => string[]): DataParallel<C> {
   let reducer: GradientReducerLike | null = null;
   let adopted: Tensor[] | null = null;
   const overlap = options.overlap ?? true;
@@ -107,33 +112,44 @@ export function createDataParallel(pg: ProcessGroupLike, createReducer: (paramet
   // The agreed stop as one store integer: 2 x step + 1 for a signal, 2 x step for the budget.
   let stopCode = 0;
   const reasonOf = (code: number): StopReason => (code % 2 === 1 ? 'signal' : 'budget');
+  // Rank 0 runs `lead` and publishes its outcome (and, with `share`, its result); the others wait for it.
+  const leaderRuns = async <T>(what: string, lead: () => Promise<T>, share: boolean): Promise<{ leader: true; value: T } | { leader: false; value: string | null }> => {
+    const done = key(`lead/${what}`);
+    if (pg.rank === 0) {
+      try {
+        const value = await lead();
+        if (share) await pg.store.set(`${done}/value`, JSON.stringify(value ?? null));
+        await pg.store.set(`${done}/outcome`, 'ok');
+        await pg.store.add(done, 1);
+        return { leader: true, value };
+      } catch (error) {
+        await pg.store.set(`${done}/outcome`, `rank 0 failed in ${what}: ${(error as Error).message}`).catch(() => {});
+        await pg.store.add(done, 1).catch(() => {});
+        throw error;
+      }
+    }
+    // Not a store get with the collective timeout: preparing a corpus may take hours. Rank 0 dying
+    // ends the wait too, as the store (hosted by rank 0 or the launcher's agent) stops answering.
+    while ((await pg.store.add(done, 0)) === 0) await new Promise((resolve) => setTimeout(resolve, pollMs));
+    const outcome = await pg.store.get(`${done}/outcome`);
+    if (outcome !== 'ok') throw new Error(outcome);
+    return { leader: false, value: share ? await pg.store.get(`${done}/value`) : null };
+  };
   return {
     rank: pg.rank,
     worldSize: pg.worldSize,
     async leaderFirst(what, lead, follow) {
-      const done = key(`lead/${what}`);
-      if (pg.rank === 0) {
-        try {
-          const out = await lead();
-          await pg.store.set(`${done}/outcome`, 'ok');
-          await pg.store.add(done, 1);
-          return out;
-        } catch (error) {
-          await pg.store.set(`${done}/outcome`, `rank 0 failed in ${what}: ${(error as Error).message}`).catch(() => {});
-          await pg.store.add(done, 1).catch(() => {});
-          throw error;
-        }
-      }
-      // Not a store get with the collective timeout: preparing a corpus may take hours. Rank 0 dying
-      // ends the wait too, as the store (hosted by rank 0 or the launcher's agent) stops answering.
-      while ((await pg.store.add(done, 0)) === 0) await new Promise((resolve) => setTimeout(resolve, pollMs));
-      const outcome = await pg.store.get(`${done}/outcome`);
-      if (outcome !== 'ok') throw new Error(outcome);
-      return follow();
+      const ran = await leaderRuns(what, lead, false);
+      return ran.leader ? ran.value : follow();
+    },
+    async leaderDecides<T>(what: string, lead: () => Promise<T>): Promise<T> {
+      const ran = await leaderRuns(what, lead, true);
+      // Rank 0 too gets the value through JSON, so that every rank holds the same (NaN -> null).
+      return JSON.parse(ran.leader ? JSON.stringify(ran.value ?? null) : ran.value!) as T;
     },
     async checkSameConfig(config, source) {
       if (pg.rank === 0) await pg.store.set(key('config'), JSON.stringify(config));
-      const reference = JSON.parse(await pg.store.get(key('config'))) as TrainConfig;
+      const reference = JSON.parse(await pg.store.get(key('config'))) as C;
       // output_dir may be spelled differently per node (a relative path); everything else must agree.
       const differing = differingKeys(reference, config).filter((k) => k !== 'output_dir');
       await pg.store.set(key(`config-diff/${pg.rank}`), JSON.stringify(differing));
