@@ -84,14 +84,14 @@ export class BiaffineParserHead extends Module {
     return einsum('bwd,rde,bwe->bwr', relDep, this.rel_weight, chosen);
   }
 
-  /** Mean cross-entropy of the gold heads and relations over the words (padding: -100). */
-  loss(arcScores: Tensor, relDep: Tensor, relHead: Tensor, goldHeads: Tensor<'int64'>, goldRelations: Tensor<'int64'>): Tensor {
+  /** Cross-entropy of the gold heads and of the relations at them over the words (padding: -100), each summed or averaged over its words. */
+  loss(arcScores: Tensor, relDep: Tensor, relHead: Tensor, goldHeads: Tensor<'int64'>, goldRelations: Tensor<'int64'>, reduction: 'mean' | 'sum' = 'mean'): { arcs: Tensor; relations: Tensor } {
     const R = this.options.relations;
-    const arcLoss = crossEntropy(arcScores.reshape(-1, arcScores.size(-1)), goldHeads.reshape(-1), { ignoreIndex: -100 });
+    const arcs = crossEntropy(arcScores.reshape(-1, arcScores.size(-1)), goldHeads.reshape(-1), { ignoreIndex: -100, reduction });
     const safeHeads = goldHeads.clamp(0) as Tensor<'int64'>;
     const relScores = this.relationScores(relDep, relHead, safeHeads);
-    const relLoss = crossEntropy(relScores.reshape(-1, R), goldRelations.reshape(-1), { ignoreIndex: -100 });
-    return arcLoss.add(relLoss);
+    const relations = crossEntropy(relScores.reshape(-1, R), goldRelations.reshape(-1), { ignoreIndex: -100, reduction });
+    return { arcs, relations };
   }
 }
 

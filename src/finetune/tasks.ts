@@ -37,7 +37,14 @@ export interface FinetuneTask<E extends TaskExample = TaskExample, P = unknown> 
   /** Every module that trains: the task model, and a separate head (the parser) when there is one. */
   readonly model: TaskModel;
   readonly head: Module | null;
-  loss(batch: readonly E[], device: string): Tensor;
+  /**
+   * What the loss averages over in `batch`, counted on the host: labelled words, examples, or arcs
+   * and relations. Several ranks count them over the whole global batch, so that each divides its
+   * slice's summed loss by the global counts and the summed gradients are one process's.
+   */
+  lossCounts(batch: readonly E[]): number[];
+  /** The summed loss of `batch` divided by `counts` (default: the batch's own lossCounts, its mean). */
+  loss(batch: readonly E[], device: string, counts?: readonly number[]): Tensor;
   predict(batch: readonly E[], device: string): P[];
   score(examples: readonly E[], predictions: readonly P[]): Scores;
   /** Writes the trained model (with its tokenizer files) into dir. */
@@ -82,6 +89,11 @@ function inputsOf(model: TaskModel, rows: readonly EncodedRow[], padId: number, 
   return collate(rows, padId, device, model.config.type_vocab_size > 1);
 }
 
+/** A sum over `count` items as their mean; a batch with none (every word unlabelled) adds 0, not NaN. */
+function meanOver(sum: Tensor, count: number): Tensor {
+  return sum.div(Math.max(count, 1));
+}
+
 /** Arg-max class of each row of a [N, C] float tensor, as host numbers. */
 function argmaxRows(logits: Tensor): Int32Array {
   return Int32Array.from(logits.argmax(-1).cpu().toTypedArray() as BigInt64Array, Number);
@@ -109,16 +121,27 @@ export class TokenClassificationTask implements FinetuneTask<WordsExample, strin
     this.entityTags = isEntityTagSet(labels);
   }
 
-  loss(batch: readonly WordsExample[], device: string): Tensor {
+  /** Words trained on: a first sub-word within max_length and a label the model has. */
+  private static trained(e: WordsExample, w: number): boolean {
+    return e.encoded.firstPiece[w] >= 0 && e.labelIds[w] >= 0;
+  }
+
+  lossCounts(batch: readonly WordsExample[]): number[] {
+    let words = 0;
+    for (const e of batch) for (let w = 0; w < e.labelIds.length; w++) if (TokenClassificationTask.trained(e, w)) words++;
+    return [words];
+  }
+
+  loss(batch: readonly WordsExample[], device: string, counts = this.lossCounts(batch)): Tensor {
     const inputs = inputsOf(this.model, batch.map((e) => e.encoded), this.padId, device);
     const [B, L] = inputs.inputIds.shape;
     const targets = new BigInt64Array(B * L).fill(-100n);
     batch.forEach((e, b) => e.encoded.firstPiece.forEach((position, w) => {
-      if (position >= 0 && e.labelIds[w] >= 0) targets[b * L + position] = BigInt(e.labelIds[w]);
+      if (TokenClassificationTask.trained(e, w)) targets[b * L + position] = BigInt(e.labelIds[w]);
     }));
     const logits = this.model.forward(inputs).logits!;
     const labels = tensor(targets, { shape: [B * L], device }) as Tensor<'int64'>;
-    return crossEntropy(logits.reshape(B * L, -1), labels);
+    return meanOver(crossEntropy(logits.reshape(B * L, -1), labels, { reduction: 'sum' }), counts[0]);
   }
 
   predict(batch: readonly WordsExample[], device: string): string[][] {
@@ -208,11 +231,15 @@ export class SequenceClassificationTask implements FinetuneTask<TextTaskExample,
     this.padId = tokenizer.special.ids.pad;
   }
 
-  loss(batch: readonly TextTaskExample[], device: string): Tensor {
+  lossCounts(batch: readonly TextTaskExample[]): number[] {
+    return [batch.filter((e) => e.labelId >= 0).length];
+  }
+
+  loss(batch: readonly TextTaskExample[], device: string, counts = this.lossCounts(batch)): Tensor {
     const inputs = inputsOf(this.model, batch.map((e) => e.encoded), this.padId, device);
     const logits = this.model.forward(inputs).logits!;
     const labels = tensor(BigInt64Array.from(batch.map((e) => BigInt(e.labelId))), { device }) as Tensor<'int64'>;
-    return crossEntropy(logits, labels);
+    return meanOver(crossEntropy(logits, labels, { reduction: 'sum' }), counts[0]);
   }
 
   predict(batch: readonly TextTaskExample[], device: string): string[] {
@@ -324,12 +351,33 @@ export class DependencyParsingTask implements FinetuneTask<ParseExample, Parse> 
     return { ...this.head.forward(words, root, wordMask), W };
   }
 
-  loss(batch: readonly ParseExample[], device: string): Tensor {
+  /** The gold heads and relation ids trained on; -100 where the word or its head is cut off by max_length, or the relation is unknown. */
+  private static gold(e: ParseExample): { heads: number[]; relations: number[] } {
+    const cut = (w: number) => e.encoded.firstPiece[w] < 0 || (e.heads[w] > 0 && e.encoded.firstPiece[e.heads[w] - 1] < 0);
+    return {
+      heads: e.heads.map((h, w) => (cut(w) ? -100 : h)),
+      relations: e.relationIds.map((r, w) => (cut(w) || r < 0 ? -100 : r)),
+    };
+  }
+
+  lossCounts(batch: readonly ParseExample[]): number[] {
+    let arcs = 0;
+    let relations = 0;
+    for (const e of batch) {
+      const gold = DependencyParsingTask.gold(e);
+      arcs += gold.heads.filter((h) => h !== -100).length;
+      relations += gold.relations.filter((r) => r !== -100).length;
+    }
+    return [arcs, relations];
+  }
+
+  loss(batch: readonly ParseExample[], device: string, counts = this.lossCounts(batch)): Tensor {
     const { arcScores, relDep, relHead } = this.run(batch, device);
-    const cut = (e: ParseExample, w: number) => e.encoded.firstPiece[w] < 0 || (e.heads[w] > 0 && e.encoded.firstPiece[e.heads[w] - 1] < 0);
-    const goldHeads = wordMatrix(batch.map((e) => e.heads.map((h, w) => (cut(e, w) ? -100 : h))), -100, device);
-    const goldRelations = wordMatrix(batch.map((e) => e.relationIds.map((r, w) => (cut(e, w) || r < 0 ? -100 : r))), -100, device);
-    return this.head.loss(arcScores, relDep, relHead, goldHeads, goldRelations);
+    const gold = batch.map((e) => DependencyParsingTask.gold(e));
+    const goldHeads = wordMatrix(gold.map((g) => g.heads), -100, device);
+    const goldRelations = wordMatrix(gold.map((g) => g.relations), -100, device);
+    const { arcs, relations } = this.head.loss(arcScores, relDep, relHead, goldHeads, goldRelations, 'sum');
+    return meanOver(arcs, counts[0]).add(meanOver(relations, counts[1]));
   }
 
   predict(batch: readonly ParseExample[], device: string): Parse[] {
