@@ -3,6 +3,7 @@
 import * as fs from 'fs';
 import { z } from 'zod';
 import { UsageError } from '../cli/args';
+import { differingKeys } from '../pretrain/config';
 
 export const TASKS = ['token-classification', 'sequence-classification', 'dependency-parsing'] as const;
 export type Task = (typeof TASKS)[number];
@@ -51,6 +52,15 @@ export const FinetuneConfigSchema = z.object({
   precision: z.enum(['float32', 'bfloat16', 'float16']).default('float32'),
   /** Intra-op CPU threads; 0: one per core. */
   threads: z.number().int().min(0).max(4096).default(0),
+  /** Several processes (launch.js, torchrun, SLURM): as train.js's distributed section (docs/CONFIG.md). */
+  distributed: z.object({
+    /** gloo between CPU processes, nccl between GPUs; auto: nccl on CUDA, else gloo. */
+    backend: z.enum(['auto', 'gloo', 'nccl']).default('auto'),
+    /** A rendezvous or collective that waits longer than this fails, naming the ranks it waited for (rank 0's evaluations do not count: the others wait for them without a limit). */
+    timeout_s: z.number().positive().default(600),
+    /** Gradients are all-reduced in buckets of this size, each as soon as backward has filled it. */
+    bucket_cap_mb: z.number().positive().default(25),
+  }).strict().prefault({}),
   logging: z.object({
     every: positiveInt.default(10),
     progress: z.boolean().default(true),
@@ -59,6 +69,11 @@ export const FinetuneConfigSchema = z.object({
 }).strict();
 
 export type FinetuneConfig = z.infer<typeof FinetuneConfigSchema>;
+
+/** Keys whose values differ between two ranks' configs (output_dir may: DataParallel ignores it). */
+export function differingFinetuneKeys(a: FinetuneConfig, b: FinetuneConfig): string[] {
+  return differingKeys(a, b, []);
+}
 
 export class FinetuneConfigError extends UsageError {
   constructor(readonly problems: string[]) {
