@@ -182,16 +182,18 @@ test('a rank that stops answering (SIGSTOP) ends the run within the configured t
   try { process.kill(stopped, 'SIGKILL'); } catch { /* gone */ }
 });
 
-test('ranks given different configs fail with the differing key, exit code 2', () => {
-  // Rank 1 gets another learning rate through its own argument list: the launcher passes the same
-  // arguments to all, so a wrapper script varies them by RANK.
+test('ranks given different configs fail with the differing keys, exit code 2', () => {
+  // Rank 1 gets another learning rate and step count through its own argument list: the launcher
+  // passes the same arguments to all, so a wrapper script varies them by RANK. max_steps may change
+  // on resume, but not between ranks (they would wait on each other's collectives).
   const wrapper = path.join(root, 'wrapper.js');
-  fs.writeFileSync(wrapper, `process.argv.splice(2, 0, ...(process.env.RANK === '1' ? ['--set', 'optimizer.lr=0.5'] : []));\nrequire(${JSON.stringify(TRAIN_JS)});\n`);
+  fs.writeFileSync(wrapper, `process.argv.splice(2, 0, ...(process.env.RANK === '1' ? ['--set', 'optimizer.lr=0.5', '--max-steps', '3'] : []));\nrequire(${JSON.stringify(TRAIN_JS)});\n`);
   const run = path.join(root, 'mismatch');
   const result = spawnSync(process.execPath, [LAUNCH_JS, '--standalone', '--nproc-per-node', '2', wrapper, ...trainArgs(run)],
     { cwd: repoRoot, encoding: 'utf8', timeout: 120_000, env: { ...process.env, CAMEMBERTA_THREADS: '1' } });
   assert.ok(result.status !== 0);
-  assert.match(result.stdout + result.stderr, /rank 1 differs from rank 0 in optimizer\.lr/);
+  assert.match(result.stdout + result.stderr, /rank 1 differs from rank 0 in [^\n]*optimizer\.lr/);
+  assert.match(result.stdout + result.stderr, /rank 1 differs from rank 0 in [^\n]*max_steps/);
 });
 
 test.after(() => fs.rmSync(root, { recursive: true, force: true }));

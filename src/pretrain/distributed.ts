@@ -28,9 +28,16 @@ function backendFor(config: JoinSettings): 'gloo' | 'nccl' {
   return cuda ? 'nccl' : 'gloo';
 }
 
-/** train.js's ranks: every key but output_dir (and those a resumed run may change) must agree. */
+/**
+ * Keys two ranks of one train.js run may disagree on. Not RESUMABLE_KEYS: a run may change
+ * max_steps when it resumes, but two ranks with different max_steps (or eval, checkpoint or
+ * logging steps) would wait for each other's collectives until the timeout.
+ */
+const PER_RANK_KEYS = ['threads', 'logging.progress'];
+
+/** train.js's ranks: every key but PER_RANK_KEYS must agree. */
 export function joinRun(env: DistributedEnv, config: TrainConfig): Promise<JoinedRun> {
-  return joinRanks(env, config, differingKeys);
+  return joinRanks(env, config, (a, b) => differingKeys(a, b, PER_RANK_KEYS));
 }
 
 /** This rank's process group and a DataParallel over it; `differing` lists the keys two ranks' configs disagree on. */
