@@ -656,6 +656,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerSerialization(env, exports);
   registerAllocator(env, exports);
   registerDist(env, exports);
+  registerProfiler(env, exports);
   return exports;
 }
 

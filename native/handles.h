@@ -123,5 +123,6 @@ void registerOps(Napi::Env env, Napi::Object exports);
 void registerSerialization(Napi::Env env, Napi::Object exports);
 void registerAllocator(Napi::Env env, Napi::Object exports);
 void registerDist(Napi::Env env, Napi::Object exports);
+void registerProfiler(Napi::Env env, Napi::Object exports);
 
 }  // namespace camemberta

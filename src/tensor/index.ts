@@ -7,3 +7,5 @@ export { aten, callOp, Op } from './ops';
 export type { CpuAllocatorStats } from './native';
 export type { DType, FloatDType, IntDType, IndexDType, TypedArrayFor } from './dtype';
 export { isFloatingDType, itemSize } from './dtype';
+export { startOperatorProfiler, stopOperatorProfiler, operatorProfilerActive, summarizeOperators } from './profiler';
+export type { ProfilerEvents, OperatorStats, OperatorSummary } from './profiler';
