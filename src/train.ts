@@ -14,7 +14,7 @@ const cli = createCli('train.js', 'Pretrain a DeBERTa-V3 the CamemBERTa way (ELE
   .option('output-dir', stringOption('run directory: config.json, log.jsonl, tensorboard/, checkpoints/, export/ (overrides output_dir)'))
   .option('max-steps', integerOption('--max-steps', 'optimizer steps (overrides max_steps)', { min: 1 }))
   .option('max-seconds', { type: 'number', requiresArg: true, describe: 'wall-time budget: the run ends (checkpoint, export) at the first step past it; 0: none (overrides max_seconds)' })
-  .option('profile', integerOption('--profile', 'time the loop\'s phases (data, forward, backward, communication, optimizer, the rest) over the first N steps and print where the time went', { min: 1 }))
+  .option('profile', integerOption('--profile', 'over the first N steps, time the loop\'s phases (data, forward, backward, communication, optimizer, the rest) and record libtorch\'s operators; print ms per step and share by phase, then the top 15 operators by self time (calls, self ms per step, share; kernel time too on CUDA), and write both to OUTPUT_DIR/profile.json. The results are unchanged (on CUDA each phase is synchronised)', { min: 1 }))
   .option('save-every', integerOption('--save-every', 'checkpoint every N steps, 0: only at the end and on SIGINT/SIGTERM (overrides checkpoint.every)', { min: 0 }))
   .option('seed', integerOption('--seed', 'random seed of initialisation, data order, masking and sampling (overrides seed)', { min: 0 }))
   .option('resume', { type: 'string', describe: '"auto" (also the flag alone): continue from the newest complete checkpoint in the output directory, or start if there is none; a path: continue from that checkpoint or run' })

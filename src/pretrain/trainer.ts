@@ -68,7 +68,8 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** Stop as if SIGINT arrived once this step is done (tests). */
   stopAfterStep?: number;
-  /** Time the loop's phases over this many steps and print where the time went (train.js --profile). */
+  /** Time the loop's phases and record its operators over this many steps, print where the time went
+   * and write OUTPUT_DIR/profile.json (train.js --profile). */
   profileSteps?: number;
   /** Called after every optimizer step (tests watch the live tensor count with it). */
   onStep?: (step: number) => void;
@@ -453,7 +454,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   };
 
   // 6. The loop.
-  const timer = createPhaseTimer(options.profileSteps ?? 0, device);
+  // With --profile, rank 0 also writes OUTPUT_DIR/profile.json (phases and operators).
+  const timer = createPhaseTimer(options.profileSteps ?? 0, device, { outputDir: isWriter ? outputDir : null });
   const started = Date.now();
   let windowStart = Date.now();
   let windowTokens = resumedWindow.tokens;
@@ -565,6 +567,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       await new Promise((resolve) => setImmediate(resolve));
     }
   } finally {
+    timer.close();
     progress.stop();
     process.off('SIGINT', handlers.SIGINT);
     process.off('SIGTERM', handlers.SIGTERM);
