@@ -114,19 +114,25 @@ test('the operator profiler only observes: the same metrics, no leak, and nothin
 test('the operator table: self time less nested ops, runtime calls on their op\'s thread, kernels charged to their launching op', () => {
   // Synthetic events in ns (1 ms = 1e6 ns). Thread 1: A [0, 100] holds B [10, 40] and C [50, 90],
   // C holds D [60, 70]; C's cudaLaunchKernel [55, 58] is recorded on OS thread 999 and links to C.
-  // Kernels: 30 ms linked to C, 10 ms to D, 10 ms to no op; one async event is left out.
+  // Kernels and copies: 30 ms linked to C, 10 ms to D, 10 ms to no op; an async event, an instant
+  // event and a GPU-side annotation are left out.
   const ms = 1e6;
-  const rows: [string, number, number, number, number, number, number, number][] = [
-    // name, thread, start, end, correlation, linked, device, async
-    ['A', 1, 0, 100, 1, 0, 0, 0],
-    ['B', 1, 10, 40, 2, 0, 0, 0],
-    ['C', 1, 50, 90, 3, 0, 0, 0],
-    ['D', 1, 60, 70, 4, 0, 0, 0],
-    ['cudaLaunchKernel', 999, 55, 58, 77, 3, 0, 0],
-    ['kernelC', 7, 200, 230, 78, 3, 1, 0],
-    ['kernelD', 7, 240, 250, 79, 4, 1, 0],
-    ['kernelAlone', 7, 300, 310, 80, 0, 1, 0],
-    ['B', 1, 20, 500, 5, 0, 0, 1],
+  // Activity codes (libkineto): 0 CPU op, 7 CUDA runtime, 5 kernel, 3 memcpy, 2 GPU-side user
+  // annotation (spans kernels: no time of its own), 9 CPU instant event.
+  const rows: [string, number, number, number, number, number, number, number, number][] = [
+    // name, thread, start, end, correlation, linked, device, async, activity
+    ['A', 1, 0, 100, 1, 0, 0, 0, 0],
+    ['B', 1, 10, 40, 2, 0, 0, 0, 0],
+    ['C', 1, 50, 90, 3, 0, 0, 0, 0],
+    ['D', 1, 60, 70, 4, 0, 0, 0, 0],
+    ['cudaLaunchKernel', 999, 55, 58, 77, 3, 0, 0, 7],
+    ['kernelC', 7, 200, 225, 78, 3, 1, 0, 5],
+    ['Memcpy HtoD', 7, 225, 230, 81, 3, 1, 0, 3],
+    ['kernelD', 7, 240, 250, 79, 4, 1, 0, 5],
+    ['kernelAlone', 7, 300, 310, 80, 0, 1, 0, 5],
+    ['annotation', 7, 200, 250, 82, 1, 1, 0, 2],
+    ['B', 1, 20, 500, 5, 0, 0, 1, 0],
+    ['instant', 1, 30, 30, 6, 0, 0, 0, 9],
   ];
   const names = [...new Set(rows.map((r) => r[0]))];
   const events: ProfilerEvents = {
@@ -138,7 +144,7 @@ test('the operator table: self time less nested ops, runtime calls on their op\'
     correlation: Float64Array.from(rows, (r) => r[4]),
     linked: Float64Array.from(rows, (r) => r[5]),
     device: Int32Array.from(rows, (r) => r[6]),
-    activity: new Int32Array(rows.length),
+    activity: Int32Array.from(rows, (r) => r[8]),
     async: Uint8Array.from(rows, (r) => r[7]),
   };
   const summary = summarizeOperators(events);

@@ -35,6 +35,13 @@ interface ProfilerNative {
 
 const profilerNative = native as unknown as ProfilerNative;
 
+// libtorch/kineto ActivityType codes of the device-side events that take device time: memcpy,
+// memset, kernel. Other device-side events (GPU-side annotations of user ranges, CUDA_SYNC and
+// CUDA_EVENT markers) span kernels already counted, or no work.
+const DEVICE_WORK = new Set([3, 4, 5]);
+// A CPU-side point in time, not an interval.
+const CPU_INSTANT_EVENT = 9;
+
 /** One operator (or runtime call) over the profiled span, all its calls together. */
 export interface OperatorStats {
   name: string;
@@ -79,7 +86,7 @@ export function summarizeOperators(events: ProfilerEvents): OperatorSummary {
   const cpu: number[] = [];
   const opThread = new Map<number, number>();
   for (let i = 0; i < count; i++) {
-    if (events.device[i] !== 0 || events.async[i]) continue;
+    if (events.device[i] !== 0 || events.async[i] || events.activity[i] === CPU_INSTANT_EVENT) continue;
     cpu.push(i);
     if (events.linked[i] === 0) opThread.set(events.correlation[i], events.thread[i]);
   }
@@ -121,7 +128,7 @@ export function summarizeOperators(events: ProfilerEvents): OperatorSummary {
   const deviceNs = new Float64Array(count);
   let unlinkedNs = 0;
   for (let i = 0; i < count; i++) {
-    if (events.device[i] === 0) continue;
+    if (events.device[i] === 0 || !DEVICE_WORK.has(events.activity[i])) continue;
     const ns = events.end[i] - events.start[i];
     const op = events.linked[i] > 0 ? opByCorrelation.get(events.linked[i]) : undefined;
     if (op === undefined) {
