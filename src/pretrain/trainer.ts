@@ -454,8 +454,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   };
 
   // 6. The loop.
-  // With --profile, rank 0 also writes OUTPUT_DIR/profile.json (phases and operators).
-  const timer = createPhaseTimer(options.profileSteps ?? 0, device, { outputDir: isWriter ? outputDir : null });
   const started = Date.now();
   let windowStart = Date.now();
   let windowTokens = resumedWindow.tokens;
@@ -465,6 +463,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let lastMetrics: Record<string, number> = {};
   // Counted after the first step: the models cache relative-position tables per sequence length.
   let liveAfterFirstStep = -1;
+  // With --profile, rank 0 also writes OUTPUT_DIR/profile.json (phases and operators); created
+  // here, next to the try whose finally stops its operator profiler if the run ends early.
+  const timer = createPhaseTimer(options.profileSteps ?? 0, device, { outputDir: isWriter ? outputDir : null });
   try {
     while (step < config.max_steps) {
       const lr = learningRate(scheduleOf(config), step);
