@@ -1,6 +1,6 @@
 // Free functions of the tensor API: factories (torch.zeros ...), torch.nn.functional ops,
 // multi-tensor (_foreach_) and AMP kernels, autograd and runtime settings.
-import { native, CpuAllocatorStats } from './native';
+import { native, CpuAllocatorStats, MklCpuDispatch } from './native';
 import { aten, callOp, Reduction, ReductionName } from './ops';
 import { DType, FloatDType, IndexDType, dtypeCode, dtypeOfTypedArray, itemSize } from './dtype';
 import { Device, Generator, Tensor, wrap, optionalDtype } from './tensor';
@@ -491,6 +491,15 @@ export function cpuAllocatorStats(): CpuAllocatorStats | null {
 /** Returns the CPU allocator's cached free blocks to the system (e.g. between training phases). */
 export function emptyCpuCache(): void {
   native.emptyCpuCache();
+}
+
+/**
+ * Which code path Intel MKL (fp32 matmul on CPU) takes and why: by default the fast AVX2 / AVX-512
+ * paths wherever the CPU has the features, also on AMD; CAMEMBERTA_MKL_CPU=vendor keeps MKL's own
+ * rule (fast paths on Intel CPUs only). See native/mkl.cc.
+ */
+export function mklCpuDispatch(): MklCpuDispatch {
+  return native.mklCpuDispatch();
 }
 
 export const builtWithCuda: boolean = native.builtWithCuda;
