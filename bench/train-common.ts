@@ -7,7 +7,7 @@
 // accumulated on the device, clipGradNorm, LAMB or AdamW, zeroGrad. No host read per step.
 import {
   Tensor, Generator, tensor, zeros, tidy, keep, dispose, noGrad, autocast, manualSeed, setNumThreads, getNumThreads,
-  synchronize, embedding, where, stack, cpuAllocatorStats, torchVersion, mklCpuDispatch,
+  synchronize, embedding, where, stack, cpuAllocatorStats, torchVersion, mklCpuDispatch, cpuDropout,
 } from '../src/tensor';
 import { parseTrainConfig, TrainConfig, scheduleOf } from '../src/pretrain/config';
 import { buildModelConfigs, createPretrainingModel, TokenizerFacts } from '../src/pretrain/models';
@@ -231,6 +231,7 @@ export class OurStep {
       clip: 'clipGradNorm (foreach norms, one device-side scale)',
       compile: 'eager (no graph compiler)',
       attention: 'DeBERTa disentangled attention (src/models/deberta)',
+      dropout: this.cuda ? 'aten (CUDA fused kernel)' : `${cpuDropout()} (CAMEMBERTA_CPU_DROPOUT)`,
       mkl: this.cuda ? null : mklCpuDispatch(),
       threads: getNumThreads(),
       parameters: this.model.numParameters(),

@@ -284,7 +284,7 @@ async function main(args: {
           + `${fmt(result.ours.tokens)} real tokens/step, ${result.ours.ms.length} timed steps per side`);
         console.log(`  ours       (libtorch ${o.libtorch}): ${fmt(oursMs, 1)} ms/step  ${fmt(oursTps)} tokens/s  peak ${fmt(result.ours.peakMb)} MB`
           + `${row.ours_mfu != null ? `  MFU ${(row.ours_mfu * 100).toFixed(1)}%` : ''}`);
-        console.log(`             allocator: ${o.allocator}; optimizer: ${o.optimizer}; ${o.compile}; MKL dispatch: ${row.ours_mkl}; ${o.parameters} parameters`);
+        console.log(`             allocator: ${o.allocator}; optimizer: ${o.optimizer}; ${o.compile}; dropout: ${o.dropout}; MKL dispatch: ${row.ours_mkl}; ${o.parameters} parameters`);
         console.log(`  reference  (torch ${r.torch}, transformers ${r.transformers}): ${fmt(referenceMs, 1)} ms/step  ${fmt(referenceTps)} tokens/s  peak ${fmt(result.reference.peakMb)} MB`
           + `${row.reference_mfu != null ? `  MFU ${(row.reference_mfu * 100).toFixed(1)}%` : ''}`);
         console.log(`             allocator: ${r.allocator}; optimizer: ${r.optimizer}; ${r.clip}; ${r.compile}; MKL dispatch: ${row.reference_mkl}; ${r.parameters} parameters`);
