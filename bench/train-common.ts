@@ -286,16 +286,16 @@ export class OurStep {
     const discLoss = replacedTokenDetectionLoss(discLogits, replaced, batch.attentionMask);
     const loss = genLoss.add(discLoss.mul(e.disc_weight));
     mark('discriminator_forward');
-    const statistics = noGrad(() => {
+    const statistics = noGrad(() => tidy(() => {
       const real = batch.attentionMask.ne(0);
       const predicted = discLogits.gt(0).logicalAnd(real);
       const sum = (t: Tensor<'bool'>) => t.sum(undefined, false, 'float32');
       return stack([
         loss.detach().float(), genLoss.detach().float(), discLoss.detach().float(),
-        genLogits.argmax(-1).eq(masking.originalIds).to('float32').mul(masking.weights).sum(), masking.weights.sum(),
+        genLogits.detach().float().argmax(-1).eq(masking.originalIds).to('float32').mul(masking.weights).sum(), masking.weights.sum(),
         sum(predicted.eq(replaced).logicalAnd(real)), sum(real), sum(predicted.logicalAnd(replaced)), sum(predicted), sum(replaced),
       ]);
-    });
+    }));
     mark('statistics');
     return { loss, statistics };
   }
