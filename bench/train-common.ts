@@ -7,7 +7,7 @@
 // accumulated on the device, clipGradNorm, LAMB or AdamW, zeroGrad. No host read per step.
 import {
   Tensor, Generator, tensor, zeros, tidy, keep, dispose, noGrad, autocast, manualSeed, setNumThreads, getNumThreads,
-  synchronize, embedding, where, stack, cpuAllocatorStats, torchVersion,
+  synchronize, embedding, where, stack, cpuAllocatorStats, torchVersion, mklCpuDispatch, cpuDropout,
 } from '../src/tensor';
 import { parseTrainConfig, TrainConfig, scheduleOf } from '../src/pretrain/config';
 import { buildModelConfigs, createPretrainingModel, TokenizerFacts } from '../src/pretrain/models';
@@ -231,6 +231,8 @@ export class OurStep {
       clip: 'clipGradNorm (foreach norms, one device-side scale)',
       compile: 'eager (no graph compiler)',
       attention: 'DeBERTa disentangled attention (src/models/deberta)',
+      dropout: this.cuda ? 'aten (CUDA fused kernel)' : `${cpuDropout()} (CAMEMBERTA_CPU_DROPOUT)`,
+      mkl: this.cuda ? null : mklCpuDispatch(),
       threads: getNumThreads(),
       parameters: this.model.numParameters(),
     };
@@ -284,16 +286,16 @@ export class OurStep {
     const discLoss = replacedTokenDetectionLoss(discLogits, replaced, batch.attentionMask);
     const loss = genLoss.add(discLoss.mul(e.disc_weight));
     mark('discriminator_forward');
-    const statistics = noGrad(() => {
+    const statistics = noGrad(() => tidy(() => {
       const real = batch.attentionMask.ne(0);
       const predicted = discLogits.gt(0).logicalAnd(real);
       const sum = (t: Tensor<'bool'>) => t.sum(undefined, false, 'float32');
       return stack([
         loss.detach().float(), genLoss.detach().float(), discLoss.detach().float(),
-        genLogits.argmax(-1).eq(masking.originalIds).to('float32').mul(masking.weights).sum(), masking.weights.sum(),
+        genLogits.detach().float().argmax(-1).eq(masking.originalIds).to('float32').mul(masking.weights).sum(), masking.weights.sum(),
         sum(predicted.eq(replaced).logicalAnd(real)), sum(real), sum(predicted.logicalAnd(replaced)), sum(predicted), sum(replaced),
       ]);
-    });
+    }));
     mark('statistics');
     return { loss, statistics };
   }

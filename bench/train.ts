@@ -10,7 +10,12 @@
 // CPU, max_memory_allocated on CUDA), the settings each side used and, on CUDA, the model FLOPs
 // utilisation.
 //
-//   npm run bench:train [-- --config small --seq 128 --dtype bf16 --json --phases 3]
+// MKL's CPU dispatch (fp32 matmul): ours takes MKL's fast paths wherever the CPU has AVX2 / AVX-512
+// (native/mkl.cc; CAMEMBERTA_MKL_CPU=vendor restores MKL's Intel-only rule); the reference gets
+// the same through LD_PRELOAD by default (--reference-mkl features, bench/mkl-preload.ts) or runs
+// torch as shipped (--reference-mkl vendor). Both sides' modes are printed and in the JSON.
+//
+//   npm run bench:train [-- --config small --seq 128 --dtype bf16 --json --phases 3 --reference-mkl vendor]
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -21,6 +26,7 @@ import { median, pythonExecutable } from './common';
 import {
   BENCH_CONFIGS, BenchConfigName, BenchDtype, BenchOptimizer, WorkerSpec, OurStep, buildSpec, modelFlopsPerStep, gpuPeakTflops,
 } from './train-common';
+import { REFERENCE_MKL_MODES, ReferenceMkl, mklPreloadLibrary } from './mkl-preload';
 
 // Compiled to build/ts/bench/train.js; the Python script stays in the source tree.
 const REFERENCE_SCRIPT = path.resolve(__dirname, '..', '..', '..', 'bench', 'train_reference.py');
@@ -152,13 +158,16 @@ interface RunOptions {
   phases: number;
   referenceOps: number;
   tcmalloc: string | null;
+  /** bench/mkl-preload.ts's library for the reference (--reference-mkl features), or null */
+  mklPreload: string | null;
   say: (line: string) => void;
 }
 
 async function compare(spec: WorkerSpec, options: RunOptions): Promise<{ ours: Side; reference: Side; referenceOps?: string }> {
   const env = { ...process.env, OMP_NUM_THREADS: String(spec.threads), TRANSFORMERS_VERBOSITY: 'error', TOKENIZERS_PARALLELISM: 'false' };
   const ours = new Worker('ours', process.execPath, [__filename, '--worker'], env);
-  const referenceEnv = options.tcmalloc ? { ...env, LD_PRELOAD: [options.tcmalloc, process.env.LD_PRELOAD].filter(Boolean).join(':') } : env;
+  const preload = [options.tcmalloc, options.mklPreload, process.env.LD_PRELOAD].filter(Boolean).join(':');
+  const referenceEnv = preload ? { ...env, LD_PRELOAD: preload } : env;
   const reference = new Worker('reference', pythonExecutable(), [REFERENCE_SCRIPT, 'serve'], referenceEnv);
   try {
     // Built one after the other: two model builds at once would share the cores.
@@ -189,7 +198,7 @@ async function compare(spec: WorkerSpec, options: RunOptions): Promise<{ ours: S
     const referencePeak = (await reference.request({ cmd: 'memory' })).peak_mb as number | null;
     return {
       ours: { ms: times.ours, tokens: tokens.ours, info: oursInfo, peakMb: oursPeak, phases: phases.ours },
-      reference: { ms: times.reference, tokens: tokens.reference, info: { ...referenceInfo, ld_preload: options.tcmalloc }, peakMb: referencePeak, phases: phases.reference },
+      reference: { ms: times.reference, tokens: tokens.reference, info: { ...referenceInfo, ld_preload: preload || null }, peakMb: referencePeak, phases: phases.reference },
       referenceOps,
     };
   } finally {
@@ -206,6 +215,14 @@ function defaultBatch(device: string, seq: number): number {
   return seq >= 512 ? 4 : 16;
 }
 
+/** "features (MKL code path 7)": the mode each side's MKL dispatch used, from its worker's info. */
+function mklSummary(info: unknown): string {
+  if (!info || typeof info !== 'object') return 'n/a';
+  const { mode, code_path: codePath, mklCodePath } = info as { mode?: string; code_path?: number | null; mklCodePath?: number | null };
+  const path = codePath ?? mklCodePath;
+  return path == null ? `${mode} (no MKL in this libtorch)` : `${mode} (MKL code path ${path})`;
+}
+
 function fmt(value: number | null | undefined, digits = 0): string {
   return value == null || !Number.isFinite(value) ? 'n/a' : value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
@@ -213,6 +230,7 @@ function fmt(value: number | null | undefined, digits = 0): string {
 async function main(args: {
   config: string[]; seq?: number[]; batch?: number; dtype: string; device: string; threads: number; optimizer: BenchOptimizer;
   compile?: boolean; warmup: number; steps: number; rounds: number; json: boolean; phases: number; referenceOps: number; peakTflops?: number;
+  referenceMkl: ReferenceMkl;
 }): Promise<void> {
   const say = (line: string) => process.stderr.write(`${line}\n`);
   const dtype = DTYPES[args.dtype];
@@ -222,6 +240,12 @@ async function main(args: {
   if (dtype === 'float16' && !device.startsWith('cuda')) throw new UsageError('--dtype fp16 needs --device cuda (CPU autocast is bfloat16 only)');
   const compile = args.compile ?? device.startsWith('cuda');
   const tcmalloc = device === 'cpu' ? ensureTcmalloc(say) : findTcmalloc();
+  let mklPreload: string | null = null;
+  if (device === 'cpu' && args.referenceMkl === 'features') {
+    const built = mklPreloadLibrary();
+    if ('path' in built) mklPreload = built.path;
+    else say(`bench:train: warning: ${built.error}: the reference keeps MKL's vendor dispatch`);
+  }
   const flags = cpuFlags();
   if (!args.json) say(`bench:train: ${flags}; ${args.threads} thread(s); ${os.cpus().length} CPUs visible (shared machines make the figures noisy)`);
 
@@ -230,7 +254,7 @@ async function main(args: {
     for (const seq of seqs) {
       const batch = args.batch ?? defaultBatch(device, seq);
       const spec = buildSpec({ config, seq, batch, dtype, device, threads: args.threads, optimizer: args.optimizer, compile });
-      const result = await compare(spec, { warmup: args.warmup, steps: args.steps, rounds: args.rounds, phases: args.phases, referenceOps: args.referenceOps, tcmalloc, say });
+      const result = await compare(spec, { warmup: args.warmup, steps: args.steps, rounds: args.rounds, phases: args.phases, referenceOps: args.referenceOps, tcmalloc, mklPreload, say });
       const oursMs = median(result.ours.ms);
       const referenceMs = median(result.reference.ms);
       const oursTps = result.ours.tokens / oursMs * 1000;
@@ -247,6 +271,7 @@ async function main(args: {
         peak_memory: device.startsWith('cuda') ? 'max_memory_allocated (ours: no binding, n/a)' : 'maxrss of each process',
         model_tflops_per_step: flopsPerStep / 1e12,
         ours_mfu: mfu(oursMs), reference_mfu: mfu(referenceMs), assumed_peak_tflops: peak, gpu,
+        ours_mkl: mklSummary(result.ours.info.mkl), reference_mkl: mklSummary(result.reference.info.mkl),
         ours_settings: result.ours.info, reference_settings: result.reference.info, cpu: flags,
         ...(result.ours.phases ? { ours_phases_ms: result.ours.phases, reference_phases_ms: result.reference.phases } : {}),
       };
@@ -259,10 +284,10 @@ async function main(args: {
           + `${fmt(result.ours.tokens)} real tokens/step, ${result.ours.ms.length} timed steps per side`);
         console.log(`  ours       (libtorch ${o.libtorch}): ${fmt(oursMs, 1)} ms/step  ${fmt(oursTps)} tokens/s  peak ${fmt(result.ours.peakMb)} MB`
           + `${row.ours_mfu != null ? `  MFU ${(row.ours_mfu * 100).toFixed(1)}%` : ''}`);
-        console.log(`             allocator: ${o.allocator}; optimizer: ${o.optimizer}; ${o.compile}; ${o.parameters} parameters`);
+        console.log(`             allocator: ${o.allocator}; optimizer: ${o.optimizer}; ${o.compile}; dropout: ${o.dropout}; MKL dispatch: ${row.ours_mkl}; ${o.parameters} parameters`);
         console.log(`  reference  (torch ${r.torch}, transformers ${r.transformers}): ${fmt(referenceMs, 1)} ms/step  ${fmt(referenceTps)} tokens/s  peak ${fmt(result.reference.peakMb)} MB`
           + `${row.reference_mfu != null ? `  MFU ${(row.reference_mfu * 100).toFixed(1)}%` : ''}`);
-        console.log(`             allocator: ${r.allocator}; optimizer: ${r.optimizer}; ${r.clip}; ${r.compile}; ${r.parameters} parameters`);
+        console.log(`             allocator: ${r.allocator}; optimizer: ${r.optimizer}; ${r.clip}; ${r.compile}; MKL dispatch: ${row.reference_mkl}; ${r.parameters} parameters`);
         console.log(`  ratio (ours / reference tokens/s): ${row.ratio.toFixed(2)}x   model FLOPs/step ${(flopsPerStep / 1e9).toFixed(1)} GFLOP`
           + `${peak ? ` (MFU against ${peak} TFLOP/s dense ${dtype}, ${gpu})` : ''}`);
         if (result.ours.phases && result.reference.phases) {
@@ -300,6 +325,7 @@ if (process.argv.includes('--worker')) {
     .option('rounds', integerOption('--rounds', 'alternating rounds (ours, reference, reference, ours, ...)', { min: 1 }, { default: 3 }))
     .option('phases', integerOption('--phases', 'then N steps timed per phase (masking, generator forward, sampling, discriminator forward, backward, clip, optimizer)', { min: 0 }, { default: 0 }))
     .option('reference-ops', integerOption('--reference-ops', 'then N reference steps under torch.profiler: its top operators', { min: 0 }, { default: 0 }))
+    .option('reference-mkl', choiceOption('--reference-mkl', 'the reference\'s MKL CPU dispatch: features (LD_PRELOAD of a library that makes MKL take its AVX2 / AVX-512 paths on any CPU that has them, as ours does) or vendor (torch as shipped: fast paths on Intel CPUs only)', REFERENCE_MKL_MODES, { default: 'features' as const }))
     .option('peak-tflops', numberOption('--peak-tflops', 'the GPU\'s dense peak for the dtype, for MFU (default: from the GPU name)', { min: 0 }))
     .option('json', flagOption('one JSON object per config on stdout', { default: false }));
   void runCli(cli, (args) => main(args as unknown as Parameters<typeof main>[0]));

@@ -153,12 +153,30 @@ def slot_cross_entropy(logits, targets, weights):
     return (per_slot.view_as(weights) * weights).sum() / (weights.sum() + 1e-6)
 
 
-def tcmalloc_loaded():
+def mapped(name):
     try:
         with open("/proc/self/maps") as f:
-            return "libtcmalloc" in f.read()
+            return name in f.read()
     except OSError:
         return False
+
+
+def tcmalloc_loaded():
+    return mapped("libtcmalloc")
+
+
+def mkl_dispatch():
+    """How MKL (inside libtorch_cpu) picks its code path here: 'features' when bench/mkl-preload.ts's
+    library (mkl_serv_intel_cpu_true() = 1 on AVX2 + FMA) is preloaded, else MKL's own 'vendor'
+    rule; and mkl_serv_cpu_detect(), MKL's chosen path (0 the generic one), or None without MKL."""
+    import ctypes
+    code_path = None
+    try:
+        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        code_path = int(lib.mkl_serv_cpu_detect())
+    except (OSError, AttributeError):
+        pass
+    return {"mode": "features" if mapped("libcamemberta_mkl_features") else "vendor", "code_path": code_path}
 
 
 class Sync:
@@ -229,6 +247,7 @@ class ReferenceStep:
             "compile": "torch.compile (default mode)" if self.compile else "eager", "attention": "eager (transformers DebertaV2)",
             "threads": torch.get_num_threads(), "parameters": sum(p.numel() for p in self.parameters),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "mkl": mkl_dispatch() if self.device == "cpu" else None,
             **({"gpu": torch.cuda.get_device_name()} if self.device.startswith("cuda") else {}),
         }
 

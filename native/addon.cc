@@ -655,6 +655,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerOps(env, exports);
   registerSerialization(env, exports);
   registerAllocator(env, exports);
+  registerMkl(env, exports);
   registerDist(env, exports);
   registerProfiler(env, exports);
   return exports;

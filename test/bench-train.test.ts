@@ -7,10 +7,11 @@ import * as os from 'os';
 import * as path from 'path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Generator, Tensor, liveTensorCount, randint, setNumThreads, tidy, dispose, where } from '../src/tensor';
+import { Generator, Tensor, liveTensorCount, randint, setNumThreads, tidy, dispose, where, mklCpuDispatch } from '../src/tensor';
 import { electraMask } from '../src/pretrain/electra';
 import { writeSafetensors, toSafetensorsEntry } from '../src/io';
 import { OurStep, StepLosses, WorkerSpec, buildSpec, BenchOptimizer } from '../bench/train-common';
+import { mklPreloadLibrary } from '../bench/mkl-preload';
 import { randomizeParameters } from './helpers/objective';
 import { runPython, repoRoot } from './helpers/python';
 import { removeDir } from './helpers/parity';
@@ -122,6 +123,21 @@ test('the per-phase timing path computes the step the timed path computes, and a
     plain.dispose();
     phased.dispose();
   }
+});
+
+test('--reference-mkl: the preloaded library gives the reference the MKL code path ours takes; without it, MKL\'s own', () => {
+  const ours = mklCpuDispatch();
+  if (ours.mklCodePath === null) return; // no MKL in this libtorch: nothing to dispatch
+  const built = mklPreloadLibrary();
+  assert.ok('path' in built, 'error' in built ? built.error : '');
+  const script = `import json, sys; sys.path.insert(0, ${JSON.stringify(path.join(repoRoot, 'bench'))}); import train_reference; print(json.dumps(train_reference.mkl_dispatch()))`;
+  const read = (env: Record<string, string>) => JSON.parse(runPython(['-c', script], { env }).stdout.trim().split('\n').pop()!) as { mode: string; code_path: number | null };
+  const withPreload = read({ LD_PRELOAD: [(built as { path: string }).path, process.env.LD_PRELOAD].filter(Boolean).join(':') });
+  const shipped = read({});
+  assert.is(withPreload.mode, 'features');
+  assert.is(shipped.mode, 'vendor');
+  if (ours.mode === 'features') assert.is(withPreload.code_path, ours.mklCodePath, 'the reference\'s MKL path differs from ours');
+  if (ours.vendor !== 'GenuineIntel' && ours.avx2) assert.ok(withPreload.code_path! > shipped.code_path!, `code path ${withPreload.code_path} vs ${shipped.code_path}`);
 });
 
 test.run();

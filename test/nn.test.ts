@@ -2,10 +2,13 @@
 // to(), initialisation; and that a training-style loop over a small DeBERTa does not leak tensors.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Tensor, Generator, tidy, zeros, ones, randint, liveTensorCount, setNumThreads } from '../src/tensor';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import { Tensor, Generator, tidy, zeros, ones, rand, randn, randint, liveTensorCount, setNumThreads, manualSeed, dropout, cpuDropout } from '../src/tensor';
 import { Module, Parameter, Linear, Embedding, LayerNorm, Dropout, StateDictError, initWeights } from '../src/nn';
 import { DebertaV2ForMaskedLM, relativePositionBuckets } from '../src/models';
 import { parseDebertaConfig } from '../src/models/deberta/config';
+import { repoRoot } from './helpers/python';
 
 setNumThreads(2);
 
@@ -105,6 +108,59 @@ test('train() / eval() reach every submodule; dropout acts only while training',
   } finally {
     toy.dispose();
   }
+});
+
+test('CPU dropout (uniform mask): drop rate p on float32\'s grid, aten\'s scaling, gradient, eval is identity', () => {
+  assert.is(cpuDropout(), process.env.CAMEMBERTA_CPU_DROPOUT === 'aten' ? 'aten' : 'uniform');
+  const before = liveTensorCount();
+  tidy(() => {
+    const n = 1 << 20;
+    for (const p of [0.1, 0.5]) {
+      const x = ones([n], { requiresGrad: true });
+      const y = dropout(x, p, true);
+      const dropped = y.eq(0).sum().item();
+      const sigma = Math.sqrt(p * (1 - p) / n);
+      assert.ok(Math.abs(dropped / n - p) < 6 * sigma, `p ${p}: ${dropped / n} dropped`);
+      // Kept values: 1 / (1 - p) computed in float32 as aten's noise.div_(1 - p).
+      const scale = ones([1]).div(1 - p).item();
+      assert.is(y.ne(0).logicalAnd(y.ne(scale)).sum().item(), 0, 'a kept value is not x / (1 - p)');
+      y.sum().backward();
+      assert.is(x.grad!.ne(y).sum().item(), 0, 'the gradient is not the mask / (1 - p)');
+      // Eval mode and p = 0: the input's values.
+      const z = randn([1000]);
+      assert.is(dropout(z, p, false).ne(z).sum().item(), 0);
+      assert.is(dropout(z, 0, true).ne(z).sum().item(), 0);
+    }
+    if (cpuDropout() === 'uniform') {
+      // The mask is exactly rand_like(x, float32) < p (p rounded to float32): same seed, same draws.
+      for (const dtype of ['float32', 'bfloat16'] as const) {
+        const p = 0.3;
+        manualSeed(123);
+        const u = rand([4096]);
+        manualSeed(123);
+        const y = dropout(ones([4096], { dtype }), p, true);
+        assert.is(y.dtype, dtype);
+        assert.is(y.eq(0).ne(u.lt(p)).sum().item(), 0, `${dtype}: the mask is not u < p`);
+        assert.is(y.eq(0).ne(u.lt(Math.fround(p))).sum().item(), 0);
+      }
+    }
+  });
+  assert.is(liveTensorCount(), before, 'dropout leaked tensors');
+});
+
+test('CAMEMBERTA_CPU_DROPOUT=aten keeps aten\'s dropout; a wrong value is an error naming it', () => {
+  const tensorModule = JSON.stringify(path.join(repoRoot, 'build', 'ts', 'src', 'tensor'));
+  const run = (value: string) => spawnSync(process.execPath, ['-e', `const t = require(${tensorModule});
+    console.log(JSON.stringify([t.cpuDropout(), t.tidy(() => t.dropout(t.ones([100000]), 0.25, true).eq(0).sum().item())]));`],
+  { encoding: 'utf8', env: { ...process.env, CAMEMBERTA_CPU_DROPOUT: value } });
+  const aten = run('aten');
+  assert.is(aten.status, 0, aten.stderr.slice(-600));
+  const [mode, dropped] = JSON.parse(aten.stdout.trim()) as [string, number];
+  assert.is(mode, 'aten');
+  assert.ok(Math.abs(dropped / 100000 - 0.25) < 0.01, `${dropped} of 100000 dropped`);
+  const bad = run('bernoulli');
+  assert.is.not(bad.status, 0);
+  assert.match(bad.stderr, /CAMEMBERTA_CPU_DROPOUT='bernoulli' \(expected 'uniform' or 'aten'\)/);
 });
 
 test('to(dtype) converts every parameter and keeps ties', () => {

@@ -7,7 +7,7 @@ import * as path from 'path';
 import {
   Generator, rand, randn, randint, tensor, zeros, tidy, manualSeed, setNumThreads, getNumThreads, autocast,
   cudaAvailable, builtWithCuda, deviceCount, synchronize, saveTensors, loadTensors, dispose, linear,
-  ampForeachNonFiniteCheckAndUnscale_, ampUpdateScale_, full, ones, cpuAllocatorStats, emptyCpuCache,
+  ampForeachNonFiniteCheckAndUnscale_, ampUpdateScale_, full, ones, cpuAllocatorStats, emptyCpuCache, mklCpuDispatch,
 } from '../src';
 import { spawnSync } from 'child_process';
 import { runPython, repoRoot } from './helpers/python';
@@ -94,6 +94,43 @@ test('the caching CPU allocator reuses large blocks, can be emptied, and can be 
   const { stdout } = spawnSync(process.execPath, ['-e', `console.log(JSON.stringify(require(${JSON.stringify(path.join(repoRoot, 'build', 'ts', 'src', 'tensor'))}).cpuAllocatorStats()))`],
     { encoding: 'utf8', env: { ...process.env, CAMEMBERTA_CPU_ALLOCATOR: 'system' } });
   assert.is(stdout.trim(), 'null');
+});
+
+test('MKL CPU dispatch: our mkl_serv_intel_cpu_true() is the one MKL calls; CAMEMBERTA_MKL_CPU picks the rule', () => {
+  const here = mklCpuDispatch();
+  assert.is(here.mode, process.env.CAMEMBERTA_MKL_CPU === 'vendor' ? 'vendor' : 'features');
+  assert.type(here.vendor, 'string');
+  // A fresh process per mode, each after a float32 matmul (MKL's sgemm).
+  const tensorModule = JSON.stringify(path.join(repoRoot, 'build', 'ts', 'src', 'tensor'));
+  const read = (mode: string) => {
+    const result = spawnSync(process.execPath, ['-e', `const t = require(${tensorModule});
+      t.tidy(() => t.rand([64, 64]).matmul(t.rand([64, 64])).sum().item());
+      console.log(JSON.stringify(t.mklCpuDispatch()));`], { encoding: 'utf8', env: { ...process.env, CAMEMBERTA_MKL_CPU: mode } });
+    assert.is(result.status, 0, result.stderr.slice(-600));
+    return JSON.parse(result.stdout.trim().split('\n').pop()!) as ReturnType<typeof mklCpuDispatch>;
+  };
+  const features = read('features');
+  const vendor = read('vendor');
+  const intel = features.vendor === 'GenuineIntel';
+  assert.is(features.mode, 'features');
+  assert.is(vendor.mode, 'vendor');
+  assert.is(features.intelCpuTrue, intel || features.avx2 ? 1 : 0);
+  assert.is(vendor.intelCpuTrue, intel ? 1 : 0);
+  assert.ok(!features.avx512 || features.avx2, 'AVX-512 reported without AVX2');
+  if (features.mklCodePath !== null) {
+    // libtorch carries MKL: it asked our definition, and on a non-Intel CPU with AVX2 it took a
+    // faster code path than its own rule gives (0, the generic one).
+    assert.ok(features.queries > 0 && vendor.queries > 0, `MKL never called ours (${features.queries}, ${vendor.queries})`);
+    if (!intel && features.avx2) {
+      assert.is(vendor.mklCodePath, 0);
+      assert.ok(features.mklCodePath > 0, `MKL code path ${features.mklCodePath} with the features rule`);
+    } else {
+      assert.is(features.mklCodePath, vendor.mklCodePath);
+    }
+  }
+  const bad = spawnSync(process.execPath, ['-e', `require(${tensorModule})`], { encoding: 'utf8', env: { ...process.env, CAMEMBERTA_MKL_CPU: 'amd' } });
+  assert.is.not(bad.status, 0);
+  assert.match(bad.stderr, /CAMEMBERTA_MKL_CPU='amd' \(expected 'features' or 'vendor'\)/);
 });
 
 test('CUDA queries answer; CUDA-only calls fail clearly on a CPU build', () => {

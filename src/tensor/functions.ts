@@ -1,6 +1,6 @@
 // Free functions of the tensor API: factories (torch.zeros ...), torch.nn.functional ops,
 // multi-tensor (_foreach_) and AMP kernels, autograd and runtime settings.
-import { native, CpuAllocatorStats } from './native';
+import { native, CpuAllocatorStats, MklCpuDispatch } from './native';
 import { aten, callOp, Reduction, ReductionName } from './ops';
 import { DType, FloatDType, IndexDType, dtypeCode, dtypeOfTypedArray, itemSize } from './dtype';
 import { Device, Generator, Tensor, wrap, optionalDtype } from './tensor';
@@ -17,7 +17,7 @@ const op = {
   rand: aten('rand.generator'), randn: aten('randn.generator'), randint: aten('randint.low_generator'),
   bernoulli: aten('bernoulli'), bernoulliP: aten('bernoulli.p'),
   zerosLike: aten('zeros_like'), onesLike: aten('ones_like'), fullLike: aten('full_like'),
-  emptyLike: aten('empty_like'), randLike: aten('rand_like'), randnLike: aten('randn_like'),
+  emptyLike: aten('empty_like'), randLike: aten('rand_like'), randnLike: aten('randn_like'), geScalar_: aten('ge_.Scalar'),
   cat: aten('cat'), stack: aten('stack'), einsum: aten('einsum'),
   where: aten('where.self'), whereScalarOther: aten('where.ScalarOther'), whereScalarSelf: aten('where.ScalarSelf'),
   whereScalars: aten('where.Scalar'),
@@ -256,10 +256,48 @@ export function layerNorm<D extends DType>(input: Tensor<D>, normalizedShape: re
   return wrap(callOp(op.layerNorm, input.handle, normalizedShape, weight ? weight.handle : null, bias ? bias.handle : null, eps, true));
 }
 
-/** Inverted dropout: zeroes with probability p and scales the rest by 1/(1-p) when training. */
+/** How dropout draws its mask on CPU: see dropout(). */
+export type CpuDropout = 'uniform' | 'aten';
+
+let cpuDropoutChoice: CpuDropout | null = null;
+
+/** CAMEMBERTA_CPU_DROPOUT: 'uniform' (the default) or 'aten'; read once. */
+export function cpuDropout(): CpuDropout {
+  if (cpuDropoutChoice === null) {
+    const value = process.env.CAMEMBERTA_CPU_DROPOUT ?? '';
+    if (value !== '' && value !== 'uniform' && value !== 'aten') {
+      throw new Error(`CAMEMBERTA_CPU_DROPOUT='${value}' (expected 'uniform' or 'aten')`);
+    }
+    cpuDropoutChoice = value === 'aten' ? 'aten' : 'uniform';
+  }
+  return cpuDropoutChoice;
+}
+
+/**
+ * Inverted dropout: zeroes with probability p and scales the rest by 1/(1-p) when training.
+ *
+ * On CPU the mask is by default `rand_like(input, float32) >= p` (p compared on float32's grid of
+ * [0, 1), so an element is dropped with probability fround(p) rounded up to a multiple of 2^-24):
+ * aten's dropout draws it with `bernoulli_`, whose CPU kernel was measured slower here. The kept
+ * values are input * (1 / (1 - p)) computed as aten computes them (a mask of the input's dtype
+ * divided by 1 - p); the mask is made in the uniform draws' own buffer. CAMEMBERTA_CPU_DROPOUT=aten keeps aten's dropout; CUDA always runs aten's
+ * (fused) kernel.
+ */
 export function dropout<D extends DType>(input: Tensor<D>, p: number, training: boolean): Tensor<D> {
   if (!training || p === 0) return wrap(callOp(op.dropout, input.handle, 0, false));
-  return wrap(callOp(op.dropout, input.handle, p, true));
+  if (p === 1 || cpuDropout() === 'aten' || input.device !== 'cpu') return wrap(callOp(op.dropout, input.handle, p, true));
+  // u, then in place 1 where u >= p and 0 elsewhere, then / (1 - p): one buffer (two in bf16).
+  let noise: Tensor = randLike(input, { dtype: 'float32' });
+  callOp(op.geScalar_, noise.handle, p);
+  if (input.dtype !== 'float32') {
+    const cast = noise.to(input.dtype);
+    noise.dispose();
+    noise = cast;
+  }
+  noise.div_(1 - p);
+  const output = input.mul(noise);
+  noise.dispose();
+  return output;
 }
 
 export function embedding(weight: Tensor, indices: Tensor<IndexDType>, paddingIdx = -1): Tensor {
@@ -491,6 +529,15 @@ export function cpuAllocatorStats(): CpuAllocatorStats | null {
 /** Returns the CPU allocator's cached free blocks to the system (e.g. between training phases). */
 export function emptyCpuCache(): void {
   native.emptyCpuCache();
+}
+
+/**
+ * Which code path Intel MKL (fp32 matmul on CPU) takes and why: by default the fast AVX2 / AVX-512
+ * paths wherever the CPU has the features, also on AMD; CAMEMBERTA_MKL_CPU=vendor keeps MKL's own
+ * rule (fast paths on Intel CPUs only). See native/mkl.cc.
+ */
+export function mklCpuDispatch(): MklCpuDispatch {
+  return native.mklCpuDispatch();
 }
 
 export const builtWithCuda: boolean = native.builtWithCuda;

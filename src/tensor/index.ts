@@ -4,7 +4,7 @@ export * from './functions';
 export { tidy, keep, dispose, liveTensorCount } from './lifetime';
 export { saveTensors, loadTensors } from './serialize';
 export { aten, callOp, Op } from './ops';
-export type { CpuAllocatorStats } from './native';
+export type { CpuAllocatorStats, MklCpuDispatch } from './native';
 export type { DType, FloatDType, IntDType, IndexDType, TypedArrayFor } from './dtype';
 export { isFloatingDType, itemSize } from './dtype';
 export { startOperatorProfiler, stopOperatorProfiler, operatorProfilerActive, summarizeOperators } from './profiler';

@@ -19,6 +19,24 @@ export interface CpuAllocatorStats {
   emptiedToRetry: number;
 }
 
+/** How Intel MKL (linked into libtorch, behind fp32 matmul on CPU) picks its code path: native/mkl.cc. */
+export interface MklCpuDispatch {
+  /** 'features' (default): MKL's fast paths wherever the CPU has AVX2 + FMA, whatever the vendor;
+   * 'vendor' (CAMEMBERTA_MKL_CPU=vendor): MKL's own rule, fast paths on GenuineIntel only */
+  mode: 'features' | 'vendor';
+  /** the cpuid vendor string (GenuineIntel, AuthenticAMD, ...; empty off x86) */
+  vendor: string;
+  avx2: boolean;
+  avx512: boolean;
+  /** what our mkl_serv_intel_cpu_true() answers MKL: 1 lets it take the fast paths */
+  intelCpuTrue: 0 | 1;
+  /** how many times MKL has called our mkl_serv_intel_cpu_true() (more than 0: MKL calls ours) */
+  queries: number;
+  /** MKL's chosen code path (mkl_serv_cpu_detect(): 0 the generic SSE2 path, higher for newer ISAs),
+   * or null when libtorch carries no MKL */
+  mklCodePath: number | null;
+}
+
 export interface NativeAddon {
   dispose(handle: number): void;
   liveTensorCount(): number;
@@ -63,6 +81,7 @@ export interface NativeAddon {
   saveTensors(path: string, names: string[], handles: number[]): void;
   cpuAllocatorStats(): CpuAllocatorStats | null;
   emptyCpuCache(): void;
+  mklCpuDispatch(): MklCpuDispatch;
   builtWithCuda: boolean;
   torchVersion: string;
 }

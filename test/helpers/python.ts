@@ -31,6 +31,8 @@ export interface RunPythonOptions {
   /** Milliseconds before the process is killed (default 120 s). */
   timeoutMs?: number;
   cwd?: string;
+  /** Variables added to the environment. */
+  env?: Record<string, string>;
 }
 
 export function runPython(args: string[], options: RunPythonOptions = {}): { stdout: string; stderr: string } {
@@ -42,7 +44,7 @@ export function runPython(args: string[], options: RunPythonOptions = {}): { std
     timeout: options.timeoutMs ?? 120_000,
     maxBuffer: 256 * 1024 * 1024,
     // Deterministic, quiet, and confined to the CPU cores CI has.
-    env: { ...process.env, PYTHONHASHSEED: '0', TRANSFORMERS_VERBOSITY: 'error', TOKENIZERS_PARALLELISM: 'false' },
+    env: { ...process.env, PYTHONHASHSEED: '0', TRANSFORMERS_VERBOSITY: 'error', TOKENIZERS_PARALLELISM: 'false', ...options.env },
   });
   const command = `${python} ${args.join(' ')}`;
   if (result.error) {

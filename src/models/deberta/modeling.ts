@@ -205,14 +205,26 @@ export class DisentangledSelfAttention extends Module {
     const key = this.splitHeads(this.key_proj.forward(hidden));
     const value = this.splitHeads(this.value_proj.forward(hidden));
 
-    let scores = query.matmul(key.transpose(-1, -2)); // [B, N, L, L]
+    // The c2p and p2c strips and the padding mask go into the content scores in place (the same
+    // sums in the same order as out of place): matmul, add and masked_fill save nothing that the
+    // writes change, so autograd allows it. Each term (and the [B, N, L, rows] product it is cut
+    // from) and the pre-softmax scores are freed as soon as they are used, not at the layer's end:
+    // autograd saved none of them.
+    const scores = query.matmul(key.transpose(-1, -2)); // [B, N, L, L]
+    const addTerm = (term: () => Tensor) => {
+      const computed = tidy(term);
+      scores.add_(computed);
+      computed.dispose();
+    };
     if (relEmbeddings && plan) {
       const rel = this.pos_dropout.forward(relEmbeddings);
-      if (this.derived.c2p) scores = scores.add(this.contentToPosition(query, rel, plan, B));
-      if (this.derived.p2c) scores = scores.add(this.positionToContent(key, rel, plan, B));
+      if (this.derived.c2p) addTerm(() => this.contentToPosition(query, rel, plan, B));
+      if (this.derived.p2c) addTerm(() => this.positionToContent(key, rel, plan, B));
     }
-    scores = scores.maskedFill(keyIsPad, lowestValue(scores.dtype));
-    const probs = this.dropout.forward(scores.softmax(-1));
+    scores.maskedFill_(keyIsPad, lowestValue(scores.dtype));
+    const attention = scores.softmax(-1);
+    scores.dispose();
+    const probs = this.dropout.forward(attention);
     const context = probs.matmul(value); // [B, N, L, d]
     return context.permute(0, 2, 1, 3).reshape(B, L, this.heads * this.headSize);
   }
