@@ -7,13 +7,13 @@
 // accumulated on the device, clipGradNorm, LAMB or AdamW, zeroGrad. No host read per step.
 import {
   Tensor, Generator, tensor, zeros, tidy, keep, dispose, noGrad, autocast, manualSeed, setNumThreads, getNumThreads,
-  synchronize, embedding, where, stack, cpuAllocatorStats, torchVersion, mklCpuDispatch, cpuDropout,
+  synchronize, embedding, where, cpuAllocatorStats, torchVersion, mklCpuDispatch, cpuDropout,
 } from '../src/tensor';
 import { parseTrainConfig, TrainConfig, scheduleOf } from '../src/pretrain/config';
 import { buildModelConfigs, createPretrainingModel, TokenizerFacts } from '../src/pretrain/models';
 import {
   ElectraModel, Masking, ELECTRA_STATISTICS, SpecialTokenIds, electraMask, defaultMaxPredictions, gatherPositions,
-  slotCrossEntropy, gumbelSample, writeAtPositions,
+  slotCrossEntropy, gumbelSample, writeAtPositions, electraStatistics,
 } from '../src/pretrain/electra';
 import { replacedTokenDetectionLoss } from '../src/models/deberta/rtd';
 import { DebertaV2Config, debertaConfigToJson } from '../src/models/deberta/config';
@@ -286,16 +286,7 @@ export class OurStep {
     const discLoss = replacedTokenDetectionLoss(discLogits, replaced, batch.attentionMask);
     const loss = genLoss.add(discLoss.mul(e.disc_weight));
     mark('discriminator_forward');
-    const statistics = noGrad(() => tidy(() => {
-      const real = batch.attentionMask.ne(0);
-      const predicted = discLogits.gt(0).logicalAnd(real);
-      const sum = (t: Tensor<'bool'>) => t.sum(undefined, false, 'float32');
-      return stack([
-        loss.detach().float(), genLoss.detach().float(), discLoss.detach().float(),
-        genLogits.detach().float().argmax(-1).eq(masking.originalIds).to('float32').mul(masking.weights).sum(), masking.weights.sum(),
-        sum(predicted.eq(replaced).logicalAnd(real)), sum(real), sum(predicted.logicalAnd(replaced)), sum(predicted), sum(replaced),
-      ]);
-    }));
+    const statistics = electraStatistics({ loss, genLoss, discLoss, genLogits, discLogits, replaced, attentionMask: batch.attentionMask, masking });
     mark('statistics');
     return { loss, statistics };
   }

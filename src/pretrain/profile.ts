@@ -181,7 +181,7 @@ export function createPhaseTimer(steps: number, device: string, options: PhaseTi
 }
 
 function operatorRows(summary: OperatorSummary, totalMs: number): NonNullable<ProfileFile['operators']> {
-  const onDevice = summary.operators.some((o) => o.selfDeviceMs > 0);
+  const { onDevice } = summary;
   return summary.operators.map((o) => ({
     name: o.name, calls: o.calls, self_cpu_ms: o.selfCpuMs, cpu_ms: o.cpuMs, self_device_ms: o.selfDeviceMs, device_ms: o.deviceMs,
     self_share: (onDevice ? o.selfDeviceMs : o.selfCpuMs) / totalMs,
@@ -194,8 +194,7 @@ function formatCalls(calls: number): string {
 
 /** The top operators by self time: per step, and as a share of the profiled wall time. */
 function operatorTable(summary: OperatorSummary, steps: number, totalMs: number, onCuda: boolean, top: number): string[] {
-  const { operators } = summary;
-  const onDevice = operators.some((o) => o.selfDeviceMs > 0);
+  const { operators, onDevice } = summary;
   const share = (ms: number) => `${((100 * ms) / totalMs).toFixed(1)}%`.padStart(6);
   const perStep = (ms: number, width: number) => (ms / steps).toFixed(2).padStart(width);
   const selfCpu = operators.reduce((sum, o) => sum + o.selfCpuMs, 0);

@@ -3,6 +3,7 @@
 import * as path from 'path';
 import * as fs from 'fs';
 import { packageRoot } from '../package-root';
+import type { ProfilerEvents } from './profiler';
 
 export interface CpuAllocatorStats {
   /** bytes held in free blocks for reuse */
@@ -82,6 +83,9 @@ export interface NativeAddon {
   cpuAllocatorStats(): CpuAllocatorStats | null;
   emptyCpuCache(): void;
   mklCpuDispatch(): MklCpuDispatch;
+  profilerStart(cuda: boolean): void;
+  profilerStop(keep?: boolean): ProfilerEvents | undefined;
+  profilerActive(): boolean;
   builtWithCuda: boolean;
   torchVersion: string;
 }

@@ -27,14 +27,6 @@ export interface ProfilerEvents {
   async: Uint8Array;
 }
 
-interface ProfilerNative {
-  profilerStart(cuda: boolean): void;
-  profilerStop(keep?: boolean): ProfilerEvents | undefined;
-  profilerActive(): boolean;
-}
-
-const profilerNative = native as unknown as ProfilerNative;
-
 // libtorch/kineto ActivityType codes of the device-side events that take device time: memcpy,
 // memset, kernel. Other device-side events (GPU-side annotations of user ranges, CUDA_SYNC and
 // CUDA_EVENT markers) span kernels already counted, or no work.
@@ -62,21 +54,23 @@ export interface OperatorSummary {
   events: number;
   /** device kernels whose launching op is unknown (not counted in any operator) */
   unlinkedDeviceMs: number;
+  /** some kernel was charged to an op: the operators are sorted by device time */
+  onDevice: boolean;
 }
 
 /** Starts recording the ATen ops of this thread (and with `cuda`, the CUDA kernels they launch). */
 export function startOperatorProfiler(options: { cuda?: boolean } = {}): void {
-  profilerNative.profilerStart(options.cuda ?? false);
+  native.profilerStart(options.cuda ?? false);
 }
 
 /** Stops the profiler and returns what it recorded (null when none was running, or `keep` is false). */
 export function stopOperatorProfiler(options: { keep?: boolean } = {}): ProfilerEvents | null {
-  return profilerNative.profilerStop(options.keep ?? true) ?? null;
+  return native.profilerStop(options.keep ?? true) ?? null;
 }
 
 /** Whether a profiler is recording on this thread. */
 export function operatorProfilerActive(): boolean {
-  return profilerNative.profilerActive();
+  return native.profilerActive();
 }
 
 /** Per-name totals, sorted by self time (device time first when any kernel was recorded). */
@@ -84,18 +78,19 @@ export function summarizeOperators(events: ProfilerEvents): OperatorSummary {
   const count = events.name.length;
   // CPU-side events that nest in a thread's timeline: ATen ops, autograd nodes, runtime calls.
   const cpu: number[] = [];
-  const opThread = new Map<number, number>();
+  // A CPU op's correlation id -> its event; runtime calls and kernels name it in `linked`.
+  const opByCorrelation = new Map<number, number>();
   for (let i = 0; i < count; i++) {
     if (events.device[i] !== 0 || events.async[i] || events.activity[i] === CPU_INSTANT_EVENT) continue;
     cpu.push(i);
-    if (events.linked[i] === 0) opThread.set(events.correlation[i], events.thread[i]);
+    if (events.linked[i] === 0) opByCorrelation.set(events.correlation[i], i);
   }
   // A runtime call (cudaLaunchKernel) is recorded on the OS thread id: move it to its op's thread so
   // that it nests in the op, as torch.profiler does.
   const thread = Float64Array.from(events.thread);
   for (const i of cpu) {
-    const owner = events.linked[i] > 0 ? opThread.get(events.linked[i]) : undefined;
-    if (owner !== undefined) thread[i] = owner;
+    const owner = events.linked[i] > 0 ? opByCorrelation.get(events.linked[i]) : undefined;
+    if (owner !== undefined) thread[i] = events.thread[owner];
   }
   // Nesting per thread: sorted by start (the longer first on a tie), each event's parent is the
   // innermost open event that contains it.
@@ -122,8 +117,6 @@ export function summarizeOperators(events: ProfilerEvents): OperatorSummary {
     stack.push(i);
   }
   // Device kernels and copies: charged to the CPU op whose correlation id they name.
-  const opByCorrelation = new Map<number, number>();
-  for (const i of cpu) if (events.linked[i] === 0) opByCorrelation.set(events.correlation[i], i);
   const selfDeviceNs = new Float64Array(count);
   const deviceNs = new Float64Array(count);
   let unlinkedNs = 0;
@@ -158,5 +151,5 @@ export function summarizeOperators(events: ProfilerEvents): OperatorSummary {
   operators.sort(onDevice
     ? (a, b) => b.selfDeviceMs - a.selfDeviceMs || b.selfCpuMs - a.selfCpuMs || a.name.localeCompare(b.name)
     : (a, b) => b.selfCpuMs - a.selfCpuMs || a.name.localeCompare(b.name));
-  return { operators, events: count, unlinkedDeviceMs: unlinkedNs / 1e6 };
+  return { operators, events: count, unlinkedDeviceMs: unlinkedNs / 1e6, onDevice };
 }
