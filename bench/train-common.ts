@@ -13,7 +13,7 @@ import { parseTrainConfig, TrainConfig, scheduleOf } from '../src/pretrain/confi
 import { buildModelConfigs, createPretrainingModel, TokenizerFacts } from '../src/pretrain/models';
 import {
   ElectraModel, Masking, ELECTRA_STATISTICS, SpecialTokenIds, electraMask, defaultMaxPredictions, gatherPositions,
-  slotCrossEntropy, gumbelSample, writeAtPositions, electraStatistics,
+  slotCrossEntropy, sampleTokens, writeAtPositions, electraStatistics,
 } from '../src/pretrain/electra';
 import { replacedTokenDetectionLoss } from '../src/models/deberta/rtd';
 import { DebertaV2Config, debertaConfigToJson } from '../src/models/deberta/config';
@@ -274,7 +274,7 @@ export class OurStep {
     const genLogits = model.generator.head(gatherPositions(lastHiddenState, masking.positions));
     const genLoss = slotCrossEntropy(genLogits, masking.originalIds, masking.weights);
     mark('generator_forward');
-    const sampledIds = gumbelSample(genLogits, e.temperature, this.samplingGenerator);
+    const sampledIds = sampleTokens(genLogits, e.temperature, this.samplingGenerator);
     mark('sampling');
     const used = masking.weights.gt(0);
     const discInputIds = writeAtPositions(batch.inputIds, masking.positions, where(used, sampledIds, masking.originalIds));

@@ -1,4 +1,4 @@
-// npm run bench:train — our full ELECTRA + GDES training step (masking, generator, Gumbel sampling,
+// npm run bench:train — our full ELECTRA + GDES training step (masking, generator, sampling,
 // discriminator, both losses, backward, clipping, LAMB or AdamW) against the strongest PyTorch +
 // transformers reference of the same step (bench/train_reference.py): same configs, GDES, masking,
 // optimizer, micro-batch, sequence length, threads and precision, random token batches of

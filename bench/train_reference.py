@@ -136,12 +136,19 @@ def electra_mask(input_ids, attention_mask, special, options, generator):
             "original_ids": original_ids, "weights": weights}
 
 
-def gumbel_sample(logits, temperature, generator):
+def sample_tokens(logits, temperature, generator):
+    """One token per row from softmax(logits / T) by inverting the cumulative distribution, as
+    src/pretrain/electra.ts sampleTokens: the same algorithm on both sides (it replaced the
+    Gumbel-max form, whose V uniform draws per slot were the larger cost for both)."""
     with torch.no_grad():
         scores = logits.detach().float()
-        u = torch.rand(scores.shape, generator=generator, device=scores.device)
-        gumbel = -torch.log(-torch.log(u + 1e-9) + 1e-9)
-        return (scores / temperature + gumbel).argmax(-1)
+        cumulative = scores - scores.amax(-1, keepdim=True)
+        if temperature != 1:
+            cumulative.div_(temperature)
+        cumulative.exp_().cumsum_(-1)
+        total = cumulative[..., -1:]
+        u = torch.rand(total.shape, generator=generator, device=scores.device).mul_(total)
+        return torch.searchsorted(cumulative, u, right=True).squeeze(-1).clamp_(max=logits.size(-1) - 1)
 
 
 def gather_rows(hidden, positions):
@@ -268,7 +275,7 @@ class ReferenceStep:
             gen_loss = slot_cross_entropy(gen_logits, masking["original_ids"], masking["weights"])
             mark("generator_forward")
             if sampled_ids is None:
-                sampled_ids = gumbel_sample(gen_logits, e["temperature"], self.sampling_generator)
+                sampled_ids = sample_tokens(gen_logits, e["temperature"], self.sampling_generator)
             mark("sampling")
             used = masking["weights"] > 0
             disc_input_ids = write_at_positions(input_ids, masking["positions"], torch.where(used, sampled_ids, masking["original_ids"]))

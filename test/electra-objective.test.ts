@@ -1,7 +1,7 @@
 // Statistical and unit tests of the pretraining objectives' random parts (src/pretrain/electra.ts,
 // src/pretrain/mlm.ts): ELECTRA's masking (slot count, candidates, 85% [MASK] / 15% kept,
-// positions uniform WITH replacement), BERT's masking (80/10/10, positions unique), Gumbel-max
-// sampling against softmax(logits / T), and determinism for a fixed Generator seed.
+// positions uniform WITH replacement), BERT's masking (80/10/10, positions unique), the generator's
+// sampling (sampleTokens) against softmax(logits / T), and determinism for a fixed Generator seed.
 //
 // Tolerances: every frequency is checked against its exact expectation within 5 standard
 // deviations of the sampling noise (a binomial's sqrt(p(1-p)/n), a chi-square's sqrt(2 dof)).
@@ -13,7 +13,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Generator, Tensor, setNumThreads, tensor, tidy } from '../src/tensor';
 import { tinyDebertaConfig } from '../src/models/presets';
-import { ElectraModel, Masking, MaskingOptions, SpecialTokenIds, electraMask, gumbelSample } from '../src/pretrain/electra';
+import { ElectraModel, Masking, MaskingOptions, SpecialTokenIds, electraMask, sampleTokens } from '../src/pretrain/electra';
 import { bertMask } from '../src/pretrain/mlm';
 
 setNumThreads(2);
@@ -234,13 +234,13 @@ function softmax(logits: number[], temperature: number): number[] {
 }
 
 for (const temperature of [1, 2]) {
-  test(`gumbelSample at T = ${temperature}: frequencies match softmax(logits / T)`, () => {
+  test(`sampleTokens at T = ${temperature}: frequencies match softmax(logits / T)`, () => {
     const logits = [2, 1, 0.5, 0, -0.5, -1, -3, 1.5];
     const draws = 50_000;
     using generator = new Generator({ seed: 40 + temperature });
     const samples = tidy(() => {
       const rows = tensor([logits]).expand(draws, logits.length).contiguous();
-      return gumbelSample(rows, temperature, generator).toArray() as number[];
+      return sampleTokens(rows, temperature, generator).toArray() as number[];
     });
     const counts = new Array(logits.length).fill(0);
     for (const s of samples) counts[s]++;
@@ -252,14 +252,27 @@ for (const temperature of [1, 2]) {
   });
 }
 
-test('gumbelSample takes no gradient and leaves logits of any shape [.., V] -> [..]', () => {
+test('sampleTokens takes no gradient and leaves logits of any shape [.., V] -> [..]', () => {
   tidy(() => {
     const logits = tensor([[[0.1, 5, 0.2], [9, 0, 0]]]).requiresGrad_();
     using generator = new Generator({ seed: 1 });
-    const sampled = gumbelSample(logits, 1, generator);
+    const sampled = sampleTokens(logits, 1, generator);
     assert.equal(sampled.shape, [1, 2]);
     assert.is(sampled.dtype, 'int64');
     assert.not.ok(sampled.requiresGrad);
+  });
+});
+
+test('sampleTokens never draws a token of zero probability (-inf, or underflowed next to a far larger logit)', () => {
+  tidy(() => {
+    using generator = new Generator({ seed: 3 });
+    const rows = tensor([[-Infinity, 0, -Infinity, 0.5, -Infinity], [0, 0, 0, 200, 0], [-Infinity, -Infinity, -Infinity, -Infinity, 7]])
+      .unsqueeze(1).expand(3, 4000, 5).contiguous();
+    const sampled = sampleTokens(rows, 1, generator);
+    const first = sampled.select(0, 0);
+    assert.is(first.eq(1).logicalOr(first.eq(3)).logicalNot().sum().item(), 0, 'row 0 drew a -inf token');
+    assert.is(sampled.select(0, 1).ne(3).sum().item(), 0, 'row 1 drew an underflowed token');
+    assert.is(sampled.select(0, 2).ne(4).sum().item(), 0, 'row 2 drew a -inf token');
   });
 });
 
@@ -269,14 +282,14 @@ test('determinism: one seed gives the same maskings and samples, another seed di
     using generator = new Generator({ seed });
     const e = electraMask(batch.inputIds, batch.attentionMask, SPECIAL, ELECTRA, generator);
     const b = bertMask(batch.inputIds, batch.attentionMask, SPECIAL, BERT, VOCAB, generator);
-    const g = gumbelSample(tensor([[0, 0, 0, 0, 0, 0, 0, 0]]).expand(64, 8).contiguous(), 1, generator).toArray();
+    const g = sampleTokens(tensor([[0, 0, 0, 0, 0, 0, 0, 0]]).expand(64, 8).contiguous(), 1, generator).toArray();
     return JSON.stringify([toHost(e), toHost(b), g]);
   });
   assert.is(draw(7), draw(7));
   assert.is.not(draw(7), draw(8));
 }));
 
-test('ElectraModel.forward samples with gumbelSample(genLogits, T, generator) when no samples are fed', () => {
+test('ElectraModel.forward samples with sampleTokens(genLogits, T, generator) when no samples are fed', () => {
   const config = tinyDebertaConfig({
     vocab_size: VOCAB, hidden_size: 16, num_attention_heads: 2, intermediate_size: 32, embedding_size: 16, conv_kernel_size: 0,
     hidden_dropout_prob: 0, attention_probs_dropout_prob: 0,
@@ -293,7 +306,7 @@ test('ElectraModel.forward samples with gumbelSample(genLogits, T, generator) wh
         using a = new Generator({ seed: 6 });
         using b = new Generator({ seed: 6 });
         const out = model.forward(batch, masking, { discWeight: 50, temperature, generator: a });
-        assert.equal(out.sampledIds.toArray(), gumbelSample(out.genLogits, temperature, b).toArray(), `T=${temperature}`);
+        assert.equal(out.sampledIds.toArray(), sampleTokens(out.genLogits, temperature, b).toArray(), `T=${temperature}`);
       }
     });
   } finally {

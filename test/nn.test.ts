@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { Tensor, Generator, tidy, zeros, ones, rand, randn, randint, liveTensorCount, setNumThreads, manualSeed, dropout, cpuDropout } from '../src/tensor';
+import { Tensor, Generator, tidy, zeros, ones, empty, randn, randint, liveTensorCount, setNumThreads, manualSeed, dropout, cpuDropout, dropoutThreshold, aten, callOp } from '../src/tensor';
 import { Module, Parameter, Linear, Embedding, LayerNorm, Dropout, StateDictError, initWeights } from '../src/nn';
 import { DebertaV2ForMaskedLM, relativePositionBuckets } from '../src/models';
 import { parseDebertaConfig } from '../src/models/deberta/config';
@@ -110,8 +110,8 @@ test('train() / eval() reach every submodule; dropout acts only while training',
   }
 });
 
-test('CPU dropout (uniform mask): drop rate p on float32\'s grid, aten\'s scaling, gradient, eval is identity', () => {
-  assert.is(cpuDropout(), process.env.CAMEMBERTA_CPU_DROPOUT === 'aten' ? 'aten' : 'uniform');
+test('CPU dropout (integer bits): drop rate p, aten\'s scaling, gradient, eval is identity', () => {
+  assert.is(cpuDropout(), process.env.CAMEMBERTA_CPU_DROPOUT === 'aten' ? 'aten' : 'bits');
   const before = liveTensorCount();
   tidy(() => {
     const n = 1 << 20;
@@ -131,18 +131,31 @@ test('CPU dropout (uniform mask): drop rate p on float32\'s grid, aten\'s scalin
       assert.is(dropout(z, p, false).ne(z).sum().item(), 0);
       assert.is(dropout(z, 0, true).ne(z).sum().item(), 0);
     }
-    if (cpuDropout() === 'uniform') {
-      // The mask is exactly rand_like(x, float32) < p (p rounded to float32): same seed, same draws.
+    if (cpuDropout() === 'bits') {
+      // The mask is exactly "the element's 32 bits of the default generator's 64-bit draws are
+      // below dropoutThreshold(p)": same seed, same draws; an odd length uses half of the last draw.
       for (const dtype of ['float32', 'bfloat16'] as const) {
         const p = 0.3;
+        const n = 4095;
         manualSeed(123);
-        const u = rand([4096]);
+        const words = empty([2048], { dtype: 'int64' });
+        callOp(aten('random_.from'), words.handle, -(BigInt(2) ** BigInt(63)), null, null);
+        const bits = words.view('int32').narrow(0, 0, n);
         manualSeed(123);
-        const y = dropout(ones([4096], { dtype }), p, true);
+        const y = dropout(ones([n], { dtype }), p, true);
         assert.is(y.dtype, dtype);
-        assert.is(y.eq(0).ne(u.lt(p)).sum().item(), 0, `${dtype}: the mask is not u < p`);
-        assert.is(y.eq(0).ne(u.lt(Math.fround(p))).sum().item(), 0);
+        assert.is(y.eq(0).ne(bits.lt(dropoutThreshold(p))).sum().item(), 0, `${dtype}: the mask is not bits < threshold`);
       }
+      // The threshold: a drop probability of round(p * 2^32) / 2^32.
+      assert.is(dropoutThreshold(0.5), 0);
+      assert.is(dropoutThreshold(0.25), -(2 ** 30));
+      assert.is(dropoutThreshold(1e-12), -(2 ** 31));
+      // A non-contiguous input gets the mask in its own layout.
+      const wide = ones([64, 32]).t();
+      const dropped = dropout(wide, 0.5, true);
+      assert.equal(dropped.shape, [32, 64]);
+      const zeroCount = dropped.eq(0).sum().item();
+      assert.ok(zeroCount > 824 && zeroCount < 1224, `${zeroCount} of 2048 dropped at p 0.5`);
     }
   });
   assert.is(liveTensorCount(), before, 'dropout leaked tensors');
@@ -160,7 +173,7 @@ test('CAMEMBERTA_CPU_DROPOUT=aten keeps aten\'s dropout; a wrong value is an err
   assert.ok(Math.abs(dropped / 100000 - 0.25) < 0.01, `${dropped} of 100000 dropped`);
   const bad = run('bernoulli');
   assert.is.not(bad.status, 0);
-  assert.match(bad.stderr, /CAMEMBERTA_CPU_DROPOUT='bernoulli' \(expected 'uniform' or 'aten'\)/);
+  assert.match(bad.stderr, /CAMEMBERTA_CPU_DROPOUT='bernoulli' \(expected 'bits' or 'aten'\)/);
 });
 
 test('to(dtype) converts every parameter and keeps ties', () => {

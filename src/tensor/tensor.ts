@@ -49,7 +49,7 @@ const op = {
   max: aten('max'), maxDim: aten('max.dim'), min: aten('min'), minDim: aten('min.dim'),
   amax: aten('amax'), amin: aten('amin'), argmax: aten('argmax'), argmin: aten('argmin'),
   vectorNorm: aten('linalg_vector_norm'), logsumexp: aten('logsumexp'), prod: aten('prod'),
-  varDim: aten('var.correction'), stdDim: aten('std.correction'), cumsum: aten('cumsum'),
+  varDim: aten('var.correction'), stdDim: aten('std.correction'), cumsum: aten('cumsum'), cumsum_: aten('cumsum_'),
   matmul: aten('matmul'), mm: aten('mm'), bmm: aten('bmm'),
   softmax: aten('softmax.int'), logSoftmax: aten('log_softmax.int'),
   view: aten('view'), viewDtype: aten('view.dtype'), reshape: aten('reshape'), transpose: aten('transpose.int'), permute: aten('permute'),
@@ -574,6 +574,7 @@ export class Tensor<D extends DType = any> {
 
   logsumexp(dim: number | number[], keepdim = false): Tensor<D> { return wrap(call(op.logsumexp, this.handle, dim, keepdim)); }
   cumsum(dim: number, dtype?: DType): Tensor { return wrap(call(op.cumsum, this.handle, dim, optionalDtype(dtype))); }
+  cumsum_(dim: number): this { call(op.cumsum_, this.handle, dim, null); return this; }
 
   softmax(dim: number, dtype?: DType): Tensor { return wrap(call(op.softmax, this.handle, dim, optionalDtype(dtype))); }
   logSoftmax(dim: number, dtype?: DType): Tensor { return wrap(call(op.logSoftmax, this.handle, dim, optionalDtype(dtype))); }
