@@ -59,7 +59,7 @@ const op = {
   slice: aten('slice.Tensor'), repeat: aten('repeat'), t: aten('t'), clone: aten('clone'),
   squeeze_: aten('squeeze_'), squeezeDim_: aten('squeeze_.dim'), unsqueeze_: aten('unsqueeze_'),
   transpose_: aten('transpose_'), t_: aten('t_'), resize_: aten('resize_'),
-  detach: aten('detach'), detach_: aten('detach_'), diagonal: aten('diagonal'), asStrided: aten('as_strided'),
+  detach: aten('detach'), detach_: aten('detach_'), diagonal: aten('diagonal'), asStrided: aten('as_strided'), storageOffset: aten('sym_storage_offset'),
   tril: aten('tril'), triu: aten('triu'), flip: aten('flip'), roll: aten('roll'),
   split: aten('split.Tensor'), splitSizes: aten('split_with_sizes'), chunk: aten('chunk'), unbind: aten('unbind.int'),
   gather: aten('gather'), scatter: aten('scatter.src'), scatterValue: aten('scatter.value'),
@@ -218,6 +218,11 @@ export class Tensor<D extends DType = any> {
 
   isContiguous(): boolean {
     return native.isContiguous(this.handle);
+  }
+
+  /** The offset of the first element in the storage, in elements. */
+  storageOffset(): number {
+    return call(op.storageOffset, this.handle) as number;
   }
 
   isFloatingPoint(): boolean {
