@@ -9,8 +9,9 @@ The step is what a PyTorch expert would write for this model: transformers' Debe
 generator (eager attention, MLM head on the masked slots only), a DebertaV2Model discriminator with
 ELECTRA's replaced-token-detection head (transformers has no class for it: the head of
 src/models/deberta/rtd.ts), gradient-disentangled embedding sharing (the discriminator reads
-E_G.detach()[ids] + E_delta[ids]), NVIDIA's dynamic masking and Gumbel-max sampling as vectorised
-torch, loss = gen + disc_weight * disc, backward, clip_grad_norm_(foreach=True), then either
+E_G.detach()[ids] + E_delta[ids]), NVIDIA's dynamic masking and sampling from softmax(logits / T)
+(by inverse CDF, as ours: see sample_tokens) as vectorised torch, loss = gen + disc_weight * disc,
+backward, clip_grad_norm_(foreach=True), then either
 torch.optim.AdamW(fused=True) or LAMB as NVIDIA's TF2 ELECTRA runs it (tensorflow_addons; see
 test/python/optim_reference.py), written with torch's fused Adam kernel for the moments and
 foreach ops for the rest. Autocast bfloat16 (CPU or CUDA) or float16 with a GradScaler (CUDA).
