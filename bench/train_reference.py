@@ -142,8 +142,10 @@ def sample_tokens(logits, temperature, generator):
     src/pretrain/electra.ts sampleTokens: the same algorithm on both sides (it replaced the
     Gumbel-max form, whose V uniform draws per slot were the larger cost for both)."""
     with torch.no_grad():
-        scores = logits.detach().float()
-        cumulative = scores - scores.amax(-1, keepdim=True)
+        scores = logits.detach()
+        top = scores.amax(-1, keepdim=True)
+        # float32 logits are still needed by backward; an autocast copy is new and shifted in place
+        cumulative = scores - top if scores.dtype == torch.float32 else scores.float().sub_(top)
         if temperature != 1:
             cumulative.div_(temperature)
         cumulative.exp_().cumsum_(-1)

@@ -140,8 +140,11 @@ export function sampleTokens(logits: Tensor, temperature: number, generator?: Ge
     // In place, in a scope of its own: the [B, N, V] partial sums are the largest temporary of a step.
     return tidy(() => {
       const V = logits.size(-1);
-      const scores = logits.detach().float();
-      const cumulative = scores.sub(scores.amax(-1, true));
+      const scores = logits.detach();
+      const max = scores.amax(-1, true);
+      // Float32 logits are the generator's output, which backward still reads: a new tensor then;
+      // under autocast the float32 copy is already new, and is shifted in place.
+      const cumulative = scores.dtype === 'float32' ? scores.sub(max) : scores.float().sub_(max);
       if (temperature !== 1) cumulative.div_(temperature);
       cumulative.exp_().cumsum_(-1);
       const total = cumulative.narrow(-1, V - 1, 1);
